@@ -194,15 +194,19 @@ def _bwd_kernel(
         tl.store(dbias_ptr + b * dim + offs_d, dbias_acc)
 
 
-def _block_sizes(dim: int, d_per_group: int, n: int, length: int) -> tuple[int, int]:
-    """BLOCK_L steps per chunk and BLOCK_D channels per program; BLOCK_D divides every group's
-    channel count, so one program reads one group's B/C.  A (BLOCK_D, BLOCK_L, N) tile of ~2K fp32
-    keeps the backward's live tiles in registers."""
+TILE_ELEMS = 2048
+NUM_WARPS = 4
+
+
+def _launch_config(d_per_group: int, n: int, length: int) -> tuple[int, int, int]:
+    """(BLOCK_D, BLOCK_L, num_warps).  BLOCK_D divides every group's channel count, so one program
+    reads one group's B/C.  A (BLOCK_D, BLOCK_L, N) tile of ~TILE_ELEMS fp32 keeps the backward's
+    live tiles in registers."""
     block_l = min(64, max(16, triton.next_power_of_2(length)))
     block_d = 1
-    while block_d * 2 * block_l * n <= 2048 and d_per_group % (block_d * 2) == 0:
+    while block_d * 2 * block_l * n <= TILE_ELEMS and d_per_group % (block_d * 2) == 0:
         block_d *= 2
-    return block_d, block_l
+    return block_d, block_l, NUM_WARPS
 
 
 class _SelectiveScanTriton(torch.autograd.Function):
@@ -212,7 +216,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
         n = A.shape[1]
         B4, C4 = as_grouped(B).contiguous(), as_grouped(C).contiguous()
         gb, gc = B4.shape[1], C4.shape[1]
-        block_d, block_l = _block_sizes(dim, math.gcd(dim // gb, dim // gc), n, length)
+        block_d, block_l, num_warps = _launch_config(math.gcd(dim // gb, dim // gc), n, length)
         n_dblocks, n_chunks = dim // block_d, triton.cdiv(length, block_l)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         z = z.contiguous() if z is not None else None
@@ -223,9 +227,10 @@ class _SelectiveScanTriton(torch.autograd.Function):
                     HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
         sizes = (dim, length, n_dblocks, n_chunks, dim // gb, dim // gc, gb, gc)
         _fwd_kernel[(batch * n_dblocks,)](u, delta, A, B4, C4, D, z, delta_bias, out, ckpt, last,
-                                          *sizes, **meta)
+                                          *sizes, **meta, num_warps=num_warps)
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt)
         ctx.meta, ctx.sizes, ctx.b_shape, ctx.c_shape = meta, sizes, B.shape, C.shape
+        ctx.num_warps = num_warps
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not zeros
         return out, last
 
@@ -249,7 +254,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
             u, delta, A, B4, C4, D, z, delta_bias, ckpt, dout.contiguous(),
             dlast.contiguous() if has_dlast else None,
             du, ddelta, dz, dB_part, dC_part, dA, dD, dbias,
-            *ctx.sizes, **ctx.meta, HAS_DLAST=has_dlast)
+            *ctx.sizes, **ctx.meta, HAS_DLAST=has_dlast, num_warps=ctx.num_warps)
         dB = dB_part.view(batch, gb, n_dblocks // gb, n, length).sum(2).to(B4.dtype)
         dC = dC_part.view(batch, gc, n_dblocks // gc, n, length).sum(2).to(C4.dtype)
         return (du, ddelta, dA.sum(0).to(A.dtype), dB.reshape(ctx.b_shape), dC.reshape(ctx.c_shape),
