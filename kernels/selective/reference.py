@@ -20,9 +20,11 @@ def selective_scan_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     Cx = Cx.repeat_interleave(dim // Cx.shape[1], dim=1)
     h = uc.new_zeros(batch, dim, A.shape[1])
     ys = []
-    for t in range(length):
-        dt_t = dt[:, :, t, None]
-        h = torch.exp(dt_t * Ac) * h + dt_t * Bx[:, :, :, t] * uc[:, :, t, None]
-        ys.append((h * Cx[:, :, :, t]).sum(-1))
+    # per-step views via unbind: indexing x[..., t] would make autograd's backward O(L^2)
+    # (each step's gradient is scattered into a zero tensor of the full length)
+    steps = zip(dt.unsqueeze(2).unbind(-1), uc.unsqueeze(2).unbind(-1), Bx.unbind(-1), Cx.unbind(-1))
+    for dt_t, u_t, B_t, C_t in steps:
+        h = torch.exp(dt_t * Ac) * h + dt_t * B_t * u_t
+        ys.append((h * C_t).sum(-1))
     y = epilogue(torch.stack(ys, dim=-1), uc, D, z, u.dtype)
     return (y, h) if return_last_state else y

@@ -32,7 +32,7 @@ def _softplus(x):
     # log1p without libdevice: log(w) * e / (w - 1) is exact to rounding where 1 + e rounds (Kahan)
     e = tl.exp(tl.minimum(x, 20.0))
     w = 1.0 + e
-    log1p = tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0))
+    log1p = tl.where(w == 1.0, e, tl.log(w) * e / tl.where(w == 1.0, 1.0, w - 1.0))
     return tl.where(x > 20.0, x, log1p)
 
 
@@ -140,17 +140,24 @@ def _bwd_kernel(
         dtu = dt * u
         du = dy * Dv
         ddt = tl.zeros([BLOCK_L], tl.float32)
+        # the previous step's inputs, for h_{t-1}: an exclusive scan read from memory one step back
+        # (the first step of the chunk gets the identity (1, 0) and starts from the checkpoint)
+        prev = offs > 0
+        dt0, _ = _load_dt(delta_ptr, bias, row + t - 1, prev & (t - 1 < L), SOFTPLUS)
+        dtu0 = dt0 * tl.load(u_ptr + row + t - 1, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
         for n in range(N):
             a = tl.load(A_ptr + d * N + n)
             Bn = tl.load(B_ptr + group_B + n * L + t, mask=mask, other=0.0).to(tl.float32)
             Cn = tl.load(C_ptr + group_C + n * L + t, mask=mask, other=0.0).to(tl.float32)
-            x = dtu * Bn
-            cum, local = tl.associative_scan((tl.exp(dt * a), x), 0, _first_order)
-            hs = local + cum * tl.load(ckpt + c * N + n)
+            B0 = tl.load(B_ptr + group_B + n * L + t - 1, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
+            cum, local = tl.associative_scan((tl.exp(dt0 * a), dtu0 * B0), 0, _first_order)
+            h_prev = local + cum * tl.load(ckpt + c * N + n)
+            # a_t h_{t-1} formed as a product: h_t - x_t would cancel where the decay is small
+            carried = tl.exp(dt * a) * h_prev
+            hs = carried + dtu * Bn
             cum_r, g_local = tl.associative_scan((tl.exp(dt1 * a), Cn * dy), 0, _first_order, reverse=True)
             g = g_local + cum_r * tl.load(gcarry + n)
             tl.store(gcarry + n + offs * 0, g, mask=offs == 0)
-            carried = hs - x                      # = a_t h_{t-1}: no shift of the states needed
             ddt += g * (a * carried + Bn * u)
             du += g * Bn * dt
             dA_acc += tl.where(offs_n == n, tl.sum(g * dt * carried, axis=0), 0.0)
@@ -188,8 +195,8 @@ class _SelectiveScanTriton(torch.autograd.Function):
         gb, gc = B4.shape[1], C4.shape[1]
         block_l, num_warps = _launch_config(length)
         n_chunks = triton.cdiv(length, block_l)
-        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous().float()
-        z = z.contiguous() if z is not None else None
+        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+        z, D, delta_bias = (t.contiguous() if t is not None else None for t in (z, D, delta_bias))
         out = torch.empty_like(u)
         ypre = torch.empty_like(u) if z is not None else None   # y before the gate, for dz
         ckpt = torch.empty(batch, dim, n_chunks + 1, n, device=u.device, dtype=torch.float32)

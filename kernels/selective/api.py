@@ -46,6 +46,11 @@ def _check(u, delta, A, B, C, D, z, delta_bias, backend) -> None:
     if not isinstance(u, torch.Tensor) or u.dim() != 3:
         fail(f"u must be a tensor of shape (batch, dim, L), got "
              f"{_shape(u) if isinstance(u, torch.Tensor) else type(u).__name__}")
+    named = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+             ("delta_bias", delta_bias)]
+    for name, t in named:
+        if not (isinstance(t, torch.Tensor) or (t is None and name in ("D", "z", "delta_bias"))):
+            fail(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     batch, dim, length = u.shape
     if length == 0 or batch == 0 or dim == 0:
         fail(f"u has shape {_shape(u)}, expected (batch, dim, L) with every size > 0")
@@ -80,8 +85,6 @@ def _check(u, delta, A, B, C, D, z, delta_bias, backend) -> None:
             fail(f"{name} has shape {_shape(t)}, expected (dim={dim},)")
     if z is not None and _shape(z) != _shape(u):
         fail(f"z has shape {_shape(z)}, expected {(batch, dim, length)} (the shape of u)")
-    named = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
-             ("delta_bias", delta_bias)]
     for name, t in named:
         if t is not None and t.device != u.device:
             fail(f"{name} is on {t.device}, expected {u.device} (the device of u)")
@@ -91,9 +94,10 @@ def _check(u, delta, A, B, C, D, z, delta_bias, backend) -> None:
                  f"use backend='torch' or set TRITON_INTERPRET=1")
         if n not in TRITON_STATE_SIZES:
             fail(f"A has shape {_shape(A)}: backend 'triton' supports N in {TRITON_STATE_SIZES}, got N={n}")
-        if any(t is not None and t.dtype == torch.float64 for _, t in named):
-            fail("backend 'triton' takes float16/bfloat16/float32 inputs, got float64; "
-                 "use backend='torch' or 'reference' for float64")
+        for name, t in named:
+            if t is not None and t.dtype == torch.float64:
+                fail(f"{name} has dtype float64: backend 'triton' takes float16/bfloat16/float32 "
+                     f"(parameters float32); use backend='torch' or 'reference' for float64")
     if _debug:
         for name, t in named:
             if t is not None and not torch.isfinite(t).all():
