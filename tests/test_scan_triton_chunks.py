@@ -6,6 +6,7 @@ chunks makes every case here cross several chunk boundaries, including a partial
 import pytest
 import torch
 
+from conftest import TRITON_DEVICE
 from vision_mamba.kernels.selective import selective_scan_reference, triton_fused
 
 pytestmark = pytest.mark.triton_interpret
@@ -36,7 +37,7 @@ def test_multi_chunk_matches_reference(small_chunks, batch, dim, length, n, grou
         ins["delta"] = ins["delta"].abs()
     results = []
     for fn in (triton_fused.selective_scan_triton, selective_scan_reference):
-        leaves = {k: v.clone().requires_grad_() for k, v in ins.items()}
+        leaves = {k: v.to(TRITON_DEVICE, copy=True).requires_grad_() for k, v in ins.items()}
         y, last = fn(**leaves, delta_softplus=options, return_last_state=True)
         torch.manual_seed(0)
         ((y * torch.randn_like(y)).sum() + (last * torch.randn_like(last)).sum()).backward()
