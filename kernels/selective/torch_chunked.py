@@ -28,8 +28,9 @@ from ._common import as_grouped, compute_dtype, discretize, epilogue
 
 
 def default_chunk_size(length: int) -> int:
-    """T ~ sqrt(L) balances the T in-chunk steps against the nc between-chunk steps."""
-    return int(min(64, max(8, 2 ** round(math.log2(max(1.0, math.sqrt(length)))))))
+    """T ~ sqrt(L / 8): forward and backward make ~15 ops per in-chunk step and ~2 per between-chunk
+    step, so the optimum sits below sqrt(L) (measured on 2 CPU cores: T = 8 for L = 197, 16 for 3136)."""
+    return int(min(64, max(8, 2 ** round(math.log2(max(1.0, math.sqrt(length / 8)))))))
 
 
 def _to_chunk_major(x: torch.Tensor, nc: int, T: int) -> torch.Tensor:
