@@ -497,3 +497,16 @@ def test_backend_names():
     assert set(api.BACKENDS) == {"reference", "torch", "triton"}
     for name in ("reference", "torch", "triton"):
         assert api.resolve_backend(name, None, None) == name
+
+
+def test_count_flops_counts_every_call_inside_the_block():
+    from vision_mamba.kernels.selective import count_flops
+    ins = make_inputs(2, 4, 10, 8, 2, seed=5)
+    with count_flops() as outer:
+        selective_scan(**ins, backend="torch")
+        with count_flops() as inner:
+            selective_scan(**ins, backend="torch")
+    selective_scan(**ins, backend="torch")
+    per_call = 2 * 4 * 10 * (9 * 8 + (ins.get("D") is not None) + (ins.get("z") is not None))
+    assert inner[0] == per_call
+    assert outer[0] == 2 * per_call

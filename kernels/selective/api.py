@@ -1,6 +1,7 @@
 """`selective_scan`: one entry point, mamba_ssm's semantics, argument checks, backend dispatch."""
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Callable
 
@@ -21,6 +22,27 @@ def set_debug(enabled: bool) -> None:
     The environment variable VISION_MAMBA_DEBUG=1 turns it on at import."""
     global _debug
     _debug = bool(enabled)
+
+
+_flop_counters: list[list[int]] = []
+
+
+@contextlib.contextmanager
+def count_flops():
+    """Count the selective scans' FLOPs inside the block: `with count_flops() as c: model(x)`, then
+    `c[0]`.  9 per state update (batch * dim * L * N), mamba_ssm's count for the scan, plus dim * L
+    each for the D skip and the z gate; torch.utils.flop_counter counts the matmuls around it."""
+    counter = [0]
+    _flop_counters.append(counter)
+    try:
+        yield counter
+    finally:
+        _flop_counters.remove(counter)
+
+
+def _scan_flops(u, A, D, z) -> int:
+    batch, dim, length = u.shape
+    return batch * dim * length * (9 * A.shape[1] + (D is not None) + (z is not None))
 
 
 def _triton_backend() -> Callable:
@@ -132,5 +154,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     name = resolve_backend(backend, u, A)
     _check(u, delta, A, B, C, D, z, delta_bias, name)
     fn = BACKENDS[name]()
+    for counter in _flop_counters:
+        counter[0] += _scan_flops(u, A, D, z)
     return fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
               return_last_state=return_last_state)
