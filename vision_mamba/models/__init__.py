@@ -1,0 +1,22 @@
+"""The model zoo: importing this registers every family with timm."""
+from __future__ import annotations
+
+import timm
+
+from .vim import VisionMamba
+from .vim import checkpoint_filter_fn as vim_checkpoint_filter_fn
+
+# family -> the timm module names its models are registered under (timm's own MambaOut included)
+FAMILIES = {"Vim": ("vim",), "MambaOut (timm)": ("mambaout",)}
+
+
+def list_models(family: str | None = None) -> list[tuple[str, str]]:
+    """(model name, family) for every model of the zoo, or of one family; twins are named *_gcnn*."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"list_models: family={family!r}, expected one of {sorted(FAMILIES)}")
+    families = [family] if family else list(FAMILIES)
+    return [(name, fam) for fam in families for module in FAMILIES[fam]
+            for name in timm.list_models(module=module) if not name.startswith("test_")]
+
+
+__all__ = ["FAMILIES", "VisionMamba", "list_models", "vim_checkpoint_filter_fn"]
