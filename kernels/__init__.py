@@ -1,5 +1,5 @@
 """Compute kernels of vision-mamba, installed as `vision_mamba.kernels`."""
-from .cross_scan import ROUTES, cross_merge, cross_scan
+from .orderings import ROUTES, cross_merge, cross_scan
 from .selective import BACKENDS, count_flops, selective_scan, set_debug
 
 __all__ = ["BACKENDS", "ROUTES", "count_flops", "cross_merge", "cross_scan", "selective_scan", "set_debug"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import TRITON_DEVICE
-from vision_mamba.kernels.cross_scan import (ORDERINGS, ROUTES, cross_merge, cross_merge_reference, cross_scan,
+from vision_mamba.kernels.orderings import (ORDERINGS, ROUTES, cross_merge, cross_merge_reference, cross_scan,
                                              cross_scan_reference)
 
 # odd, non-square, single row/column, one pixel, and one (33, 40) that spans several Triton tiles

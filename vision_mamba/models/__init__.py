@@ -5,9 +5,11 @@ import timm
 
 from .vim import VisionMamba
 from .vim import checkpoint_filter_fn as vim_checkpoint_filter_fn
+from .vmamba import VSSM
+from .vmamba import checkpoint_filter_fn as vmamba_checkpoint_filter_fn
 
 # family -> the timm module names its models are registered under (timm's own MambaOut included)
-FAMILIES = {"Vim": ("vim",), "MambaOut (timm)": ("mambaout",)}
+FAMILIES = {"Vim": ("vim",), "VMamba": ("vmamba",), "MambaOut (timm)": ("mambaout",)}
 
 
 def list_models(family: str | None = None) -> list[tuple[str, str]]:
@@ -19,4 +21,5 @@ def list_models(family: str | None = None) -> list[tuple[str, str]]:
             for name in timm.list_models(module=module) if not name.startswith("test_")]
 
 
-__all__ = ["FAMILIES", "VisionMamba", "list_models", "vim_checkpoint_filter_fn"]
+__all__ = ["FAMILIES", "VSSM", "VisionMamba", "list_models", "vim_checkpoint_filter_fn",
+           "vmamba_checkpoint_filter_fn"]
