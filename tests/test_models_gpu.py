@@ -32,7 +32,11 @@ def test_bf16_sgd_50_steps_stay_finite(name):
 
 
 @pytest.mark.parametrize("name", SSM)
-def test_triton_and_torch_scans_agree(name):
+def test_triton_and_torch_scans_agree(name, monkeypatch):
+    # with cuDNN's default TF32 convolutions VMamba's outputs differed by 1.7e-4 (tiny) to 2.6e-4
+    # (base) on an H100 (Vim's < 1e-4); TF32 rounding of its many 1x1 convs is the suspected cause,
+    # so the comparison runs in full fp32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
     fast = timm.create_model(name, scan_backend="triton").cuda().eval()
     plain = timm.create_model(name, scan_backend="torch").cuda().eval()

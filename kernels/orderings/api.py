@@ -46,12 +46,12 @@ def _check_common(fn: str, name: str, t, ordering, backend: str) -> None:
     if t.dtype not in _FLOAT:
         raise ValueError(f"{fn}: {name} has dtype {t.dtype}, expected one of float16, bfloat16, float32, float64")
     if backend == "triton":
-        if t.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ValueError(f"{fn}: backend 'triton' needs CUDA tensors ({name} of shape {_describe(t)} is on "
-                             f"{t.device}); use backend='reference' or set TRITON_INTERPRET=1")
         if t.dtype not in _TRITON_FLOAT:
             raise ValueError(f"{fn}: {name} has dtype {t.dtype}: backend 'triton' takes float16/bfloat16/"
                              f"float32; use backend='reference' for float64")
+        if t.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(f"{fn}: backend 'triton' needs CUDA tensors ({name} of shape {_describe(t)} is on "
+                             f"{t.device}); use backend='reference' or set TRITON_INTERPRET=1")
 
 
 def cross_scan(x: torch.Tensor, ordering: str, *, backend: str = "auto") -> torch.Tensor:
