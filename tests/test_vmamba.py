@@ -231,8 +231,8 @@ def test_ema_preference():
     model = meta_model("vmamba_tiny_s1l8")
     plain, ema = official_state_dict(0), official_state_dict(1)
     both = {"model": plain, "model_ema": ema}
-    assert checkpoint_filter_fn(both, model)["patch_embed.0.weight"] is ema["patch_embed.0.weight"]
-    assert checkpoint_filter_fn(both, model, use_ema=False)["patch_embed.0.weight"] is plain["patch_embed.0.weight"]
+    assert checkpoint_filter_fn(both, model)["patch_embed.0.weight"] is plain["patch_embed.0.weight"]
+    assert checkpoint_filter_fn(both, model, use_ema=True)["patch_embed.0.weight"] is ema["patch_embed.0.weight"]
 
 
 def test_official_training_file_loads_through_timm(tmp_path, monkeypatch):

@@ -31,6 +31,8 @@ from timm.models._manipulate import checkpoint
 from vision_mamba.layers.gated_cnn import GatedCNNMixer
 from vision_mamba.layers.mamba_mixer import MambaMixer
 
+from ._checkpoint import unwrap_state_dict
+
 __all__ = ["VisionMamba", "checkpoint_filter_fn"]
 
 Grid = Tuple[int, int]
@@ -342,21 +344,16 @@ class VisionMamba(nn.Module):
         return take_indices
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, Any], model: VisionMamba) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: VisionMamba,
+                         use_ema: bool = False) -> Dict[str, torch.Tensor]:
     """Official Vim checkpoints (and our own) -> this model's state dict.
 
-    Unwraps a training checkpoint ('model', the weights the official evaluation reports, else
-    'state_dict', else 'model_ema'), strips DDP 'module.' prefixes and resamples pos_embed when the
-    checkpoint's patch grid differs from the model's (the class token's entry, in the middle, is kept).
-    Every other key is passed through, so a strict load reports anything unexpected.
+    Unwraps a training checkpoint (`unwrap_state_dict`) and resamples pos_embed when the checkpoint's
+    patch grid differs from the model's (the class token's entry, in the middle, is kept). Every other
+    key is passed through, so a strict load reports anything unexpected.
     """
-    for key in ("model", "state_dict", "model_ema"):
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
     out = {}
-    for k, v in state_dict.items():
-        k = k[len("module."):] if k.startswith("module.") else k
+    for k, v in unwrap_state_dict(state_dict, use_ema).items():
         if k == "pos_embed" and v.shape[1] != model.pos_embed.shape[1]:
             old_n = v.shape[1] - 1
             side = math.isqrt(old_n)

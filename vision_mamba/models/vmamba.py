@@ -30,6 +30,8 @@ from timm.models._features import feature_take_indices
 from vision_mamba.layers.gated_cnn import GatedCNNMixer
 from vision_mamba.layers.ss2d import LN_EPS, SS2D, Linear2d
 
+from ._checkpoint import unwrap_state_dict
+
 __all__ = ["VSSM", "VSSBlock", "checkpoint_filter_fn"]
 
 MIXERS = ("ss2d", "gated_cnn")
@@ -299,23 +301,17 @@ class _OfficialConfig:
         return OrderedDict()
 
 
-def checkpoint_filter_fn(state_dict: dict, model: VSSM, use_ema: bool = True) -> dict:
+def checkpoint_filter_fn(state_dict: dict, model: VSSM, use_ema: bool = False) -> dict:
     """An official VMamba release file's dict (or a plain state dict) -> this model's state dict.
 
-    Unwraps the training wrapper: 'model_ema' (when use_ema, timm's own preference), 'state_dict',
-    'model'; strips DistributedDataParallel's 'module.'; reshapes (out, in, 1, 1) weights saved from
-    conv variants onto the (out, in) Linear2d weights. Keys the model lacks raise (nothing is dropped
-    silently); keys the checkpoint lacks are left to load_state_dict(strict=True) to report.
+    Unwraps the training wrapper (`unwrap_state_dict`) and reshapes (out, in, 1, 1) weights saved
+    from conv variants onto the (out, in) Linear2d weights. Keys the model lacks raise (nothing is
+    dropped silently); keys the checkpoint lacks are left to load_state_dict(strict=True) to report.
     """
-    keys = (("model_ema",) if use_ema else ()) + ("state_dict", "model", "model_ema")
-    for key in keys:
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
+    state_dict = unwrap_state_dict(state_dict, use_ema)
     model_state = model.state_dict()
     out, unknown = {}, []
     for k, v in state_dict.items():
-        k = k[len("module."):] if k.startswith("module.") else k
         if k not in model_state:
             unknown.append(k)
             continue
