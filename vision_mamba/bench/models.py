@@ -28,10 +28,22 @@ PUBLISHED_TOP1 = {
 }
 
 
+def create_at_size(name: str, img_size: int, **kwargs) -> torch.nn.Module:
+    """Build `name` for img_size x img_size inputs: with img_size where the model takes it (Vim, ViT,
+    Swin: timm resizes the position embedding / windows), else plain (ConvNets, VMamba, MambaOut take
+    any size)."""
+    try:
+        return timm.create_model(name, img_size=img_size, **kwargs)
+    except TypeError as exc:
+        if "img_size" not in str(exc):
+            raise
+        return timm.create_model(name, **kwargs)
+
+
 def count_model(name: str, img_size: int = 224) -> dict:
     """Parameters (with the 1000-class head) and FLOPs of one image at img_size."""
     with torch.device("meta"):
-        model = timm.create_model(name, num_classes=1000).eval()
+        model = create_at_size(name, img_size, num_classes=1000).eval()
         x = torch.empty(1, 3, img_size, img_size)
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad(), FlopCounterMode(display=False) as dense, count_flops() as scan:
