@@ -221,30 +221,23 @@ def rel_err_fn():
     return rel_err
 
 
-def _api():
+def _debug_set_to(enabled):
     from vision_mamba.kernels.selective import api
-    return api
+    before = api._debug
+    api.set_debug(enabled)
+    try:
+        yield
+    finally:
+        api.set_debug(before)
 
 
 @pytest.fixture
 def debug_mode():
     """Turns the API's debug mode on for one test and always restores the previous setting."""
-    api = _api()
-    before = api._debug
-    api.set_debug(True)
-    try:
-        yield
-    finally:
-        api.set_debug(before)
+    yield from _debug_set_to(True)
 
 
 @pytest.fixture
 def no_debug_mode():
     """Debug mode off for one test (even when VISION_MAMBA_DEBUG=1 turned it on), then restored."""
-    api = _api()
-    before = api._debug
-    api.set_debug(False)
-    try:
-        yield
-    finally:
-        api.set_debug(before)
+    yield from _debug_set_to(False)

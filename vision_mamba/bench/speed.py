@@ -215,16 +215,21 @@ def _base_row(name, attn, res, mode, dtype, device, batch, compile_):
             "params_m": None, "gflops": None, "gflops_note": None, "times_ms": []}
 
 
+def _probe(step) -> None:
+    """The first call; its failure is tagged so the row reads 'skipped' (cannot run), not 'error'."""
+    try:
+        step()
+    except Exception as exc:
+        exc.benchmark_probe = True
+        raise
+
+
 def measure(model, row: dict, repeats: int, warmup: int) -> None:
     """Fill latency, img/s and memory into row; exceptions from the probe call are tagged 'probe'."""
     device, batch = row["device"], row["batch"]
     step, opt = make_step(model, row["mode"], batch, row["res"], row["dtype"], device)
     if device == "cuda":
-        try:
-            step()
-        except Exception as exc:
-            exc.benchmark_probe = True
-            raise
+        _probe(step)
         time_fn(step, 0, warmup, device)
         if opt is not None:
             opt.zero_grad(set_to_none=True)
@@ -235,11 +240,7 @@ def measure(model, row: dict, repeats: int, warmup: int) -> None:
         peak = torch.cuda.max_memory_allocated() - held
     else:
         with CpuPeakMemory() as mem:
-            try:
-                step()
-            except Exception as exc:
-                exc.benchmark_probe = True
-                raise
+            _probe(step)
             time_fn(step, 0, warmup, device)
         peak = mem.peak_increase
         times = time_fn(step, repeats, 0, device)

@@ -32,6 +32,7 @@ from vision_mamba.layers.gated_cnn import GatedCNNMixer
 from vision_mamba.layers.mamba_mixer import MambaMixer
 
 from ._checkpoint import unwrap_state_dict
+from ._inputs import check_image
 
 __all__ = ["VisionMamba", "checkpoint_filter_fn"]
 
@@ -78,6 +79,7 @@ class VimPatchEmbed(nn.Module):
         return tuple((s - p) // t + 1 for s, p, t in zip(img_size, self.patch_size, self.stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image(x, self.proj.in_channels, max(self.patch_size), "VisionMamba")
         return self.proj(x).permute(0, 2, 3, 1)
 
 

@@ -31,6 +31,7 @@ from vision_mamba.layers.gated_cnn import GatedCNNMixer
 from vision_mamba.layers.ss2d import LN_EPS, SS2D, Linear2d
 
 from ._checkpoint import unwrap_state_dict
+from ._inputs import check_image
 
 __all__ = ["VSSM", "VSSBlock", "checkpoint_filter_fn"]
 
@@ -248,7 +249,7 @@ class VSSM(nn.Module):
         layers = self.layers if torch.jit.is_scripting() or not stop_early else self.layers[:max_index + 1]
 
         intermediates = []
-        x = self.patch_embed(x)
+        x = self._embed(x)
         for i, layer in enumerate(layers):
             x = layer.forward_blocks(x)
             if i in take_indices:
@@ -275,9 +276,13 @@ class VSSM(nn.Module):
             self.reset_classifier(0, "")
         return take_indices
 
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        check_image(x, self.patch_embed[0].in_channels, 1, "VSSM")
+        return self.patch_embed(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, C_last, H/32, W/32), before the classifier's norm."""
-        x = self.patch_embed(x)
+        x = self._embed(x)
         for layer in self.layers:
             x = layer(x)
         return x
