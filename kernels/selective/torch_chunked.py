@@ -1,8 +1,8 @@
 """Chunked selective scan in plain PyTorch ops: the CPU default, the fallback anywhere, exportable.
 
 The sequence is cut into `nc` chunks of `T` steps and all chunks advance together, one chunk
-position per step, on tensors laid out (T, batch, dim, nc, ...) so that every step's slice is
-contiguous and small enough to stay in cache:
+position per step, on tensors laid out (T, batch, groups, nc, N, channels) so that every step's slice
+is contiguous and small enough to stay in cache:
 1. a zero-initialised pass gives each chunk's local end state and its total decay
    exp(S) = exp(sum_t dt_t A) (a product of factors exp(<= 0) for the negative A every Mamba uses);
 2. the end states are passed from chunk to chunk (nc small steps) into each chunk's entering state;
@@ -34,8 +34,8 @@ def default_chunk_size(length: int) -> int:
 
 
 def _to_chunk_major(x: torch.Tensor, nc: int, T: int) -> torch.Tensor:
-    """(..., L_padded) -> (T, ..., nc), contiguous, so x[t] is one chunk position across all chunks."""
-    return x.unflatten(-1, (nc, T)).movedim(-1, 0).contiguous()
+    """(..., L_padded) -> (T, ..., nc), so that x[t] is one chunk position across all chunks."""
+    return x.unflatten(-1, (nc, T)).movedim(-1, 0)
 
 
 def _from_chunk_major(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -44,33 +44,40 @@ def _from_chunk_major(x: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class _ChunkedScan(torch.autograd.Function):
-    """y = <C, h> over a grouped (T, b, G, H, nc) layout; inputs already discretised and chunked.
+    """y = <C, h> on a (T, b, G, nc, N, H) layout; inputs already discretised and chunked.
 
-    dt: (T, b, G, H, nc)   dtu = dt * u: same   B, C: (T, b, G, nc, N)   A: (G, H, N)
-    returns y: (T, b, G, H, nc) and the final state (b, G, H, N) (state after the last chunk).
+    dt, dtu = dt * u: (T, b, G, nc, 1, H)   B, C: (T, b, G, nc, N, 1)   A: (G, 1, N, H)
+    returns y: (T, b, G, nc, 1, H) and the final state (b, G, N, H).
+
+    The channels H of a group are the innermost, contiguous dimension: every element-wise op then runs
+    long vectorised inner loops (B and C broadcast along it as scalars), where an innermost N of 1-16
+    left loops of a few elements and ran 3-6x slower on CPU.  The contractions over N or H are
+    batched matmuls of small matrices (no N-sized intermediate is written).
     """
 
     @staticmethod
     def forward(ctx, dt, dtu, A, B, C):
-        T, nc = dt.shape[0], dt.shape[-1]
+        T = dt.shape[0]
         # whole-tensor ops, then views per chunk position: one large op beats T small ones
-        decay = torch.exp(dt.unsqueeze(-1) * A.unsqueeze(2)).unbind(0)     # T x (b, G, H, nc, N)
-        x = (dtu.unsqueeze(-1) * B.unsqueeze(3)).unbind(0)
+        decay = torch.exp(dt * A).unbind(0)                  # T x (b, G, nc, N, H)
+        x = (dtu * B).unbind(0)
+        Ct = C.transpose(-1, -2)                              # (T, b, G, nc, 1, N)
         local, total = x[0], decay[0]
         for t in range(1, T):
             local = torch.addcmul(x[t], decay[t], local)
             total = decay[t] * total
-        entering = [torch.zeros_like(local[..., 0, :])]
+        nc = local.shape[-3]
+        entering = [torch.zeros_like(local[..., 0, :, :])]
         for c in range(nc - 1):
-            entering.append(torch.addcmul(local[..., c, :], total[..., c, :], entering[-1]))
-        h = h0 = torch.stack(entering, dim=-2)
+            entering.append(torch.addcmul(local[..., c, :, :], total[..., c, :, :], entering[-1]))
+        h = h0 = torch.stack(entering, dim=-3)
         states, ys = [], []
         for t in range(T):
             h = torch.addcmul(x[t], decay[t], h)
             if any(ctx.needs_input_grad):
                 states.append(h)
-            ys.append(torch.linalg.vecdot(h, C[t].unsqueeze(2)))
-        last = torch.addcmul(local[..., -1, :], total[..., -1, :], entering[-1])
+            ys.append(torch.matmul(Ct[t], h))                 # (b, G, nc, 1, H)
+        last = torch.addcmul(local[..., -1, :, :], total[..., -1, :, :], entering[-1])
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(dt, dtu, A, B, C, h0, torch.stack(states))
         return torch.stack(ys), last
@@ -78,11 +85,13 @@ class _ChunkedScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dlast):
         dt, dtu, A, B, C, h0, states = ctx.saved_tensors
-        T, nc = dt.shape[0], dt.shape[-1]
+        T = dt.shape[0]
         if dy is None:
             dy = torch.zeros_like(dt)
-        decay = torch.exp(dt.unsqueeze(-1) * A.unsqueeze(2)).unbind(0)     # T x (b, G, H, nc, N)
-        c_dy = (dy.unsqueeze(-1) * C.unsqueeze(3)).unbind(0)
+        decay = torch.exp(dt * A).unbind(0)                  # T x (b, G, nc, N, H)
+        c_dy = (dy * C).unbind(0)
+        Bt = B.transpose(-1, -2)                              # (T, b, G, nc, 1, N)
+        dyt, dtut = dy.transpose(-1, -2), dtu.transpose(-1, -2)   # (T, b, G, nc, H, 1)
         # pass 1 (reverse, zero carry): what each chunk sends back into the previous one
         local = c_dy[T - 1]
         total = torch.ones_like(local)
@@ -90,11 +99,12 @@ class _ChunkedScan(torch.autograd.Function):
             total = decay[t + 1] * total
             local = torch.addcmul(c_dy[t], decay[t + 1], local)
         send, total = decay[0] * local, decay[0] * total
+        nc = local.shape[-3]
         # carries: the adjoint arriving at each chunk's end from the chunks after it
-        carry = [dlast if dlast is not None else torch.zeros_like(local[..., 0, :])]
+        carry = [dlast if dlast is not None else torch.zeros_like(local[..., 0, :, :])]
         for c in range(nc - 1, 0, -1):
-            carry.append(torch.addcmul(send[..., c, :], total[..., c, :], carry[-1]))
-        g_next = torch.stack(carry[::-1], dim=-2)            # = a_{t+1} g_{t+1} at each chunk end
+            carry.append(torch.addcmul(send[..., c, :, :], total[..., c, :, :], carry[-1]))
+        g_next = torch.stack(carry[::-1], dim=-3)             # = a_{t+1} g_{t+1} at each chunk end
         # pass 2 (reverse): the true adjoint, and every gradient from (h_t, g_t)
         ddt, du_dt, dB, dC = [None] * T, [None] * T, [None] * T, [None] * T
         dA = torch.zeros_like(states[0])
@@ -102,16 +112,15 @@ class _ChunkedScan(torch.autograd.Function):
             g = c_dy[t] + g_next
             h = states[t]
             # a_t h_{t-1} formed as a product: h_t - x_t would cancel where the decay is small
-            carried = decay[t] * (states[t - 1] if t else h0)
-            ddt[t] = torch.linalg.vecdot(g * carried, A.unsqueeze(2))
-            du_dt[t] = torch.linalg.vecdot(g, B[t].unsqueeze(2))
-            dA = torch.addcmul(dA, g * dt[t].unsqueeze(-1), carried)
-            dB[t] = (g * dtu[t].unsqueeze(-1)).sum(2)
-            dC[t] = (h * dy[t].unsqueeze(-1)).sum(2)
+            g_carried = g * (decay[t] * (states[t - 1] if t else h0))
+            ddt[t] = (g_carried * A).sum(-2, keepdim=True)    # (b, G, nc, 1, H)
+            dA = torch.addcmul(dA, g_carried, dt[t])
+            du_dt[t] = torch.matmul(Bt[t], g)                 # sum_n g B: d/d(dtu)
+            dB[t] = torch.matmul(g, dtut[t])                  # (b, G, nc, N, 1)
+            dC[t] = torch.matmul(h, dyt[t])
             g_next = decay[t] * g
-        du_dt = torch.stack(du_dt)                           # sum_n g B: d/d(dtu)
-        ddt = torch.stack(ddt)                               # through the decay only
-        return ddt, du_dt, dA.sum(dim=(0, 3)), torch.stack(dB), torch.stack(dC)
+        dA = dA.sum(dim=(0, 2)).unsqueeze(1)                  # (G, 1, N, H)
+        return torch.stack(ddt), torch.stack(du_dt), dA, torch.stack(dB), torch.stack(dC)
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -135,9 +144,17 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
         dt, dtu = F.pad(dt, (0, pad)), F.pad(dtu, (0, pad))
         Bg, Cg = F.pad(Bg, (0, pad)), F.pad(Cg, (0, pad))
     grouped = (batch, groups, dim // groups, nc * T)
+
+    def channels_inner(x):   # (b, G, H, L) -> (T, b, G, nc, 1, H)
+        return _to_chunk_major(x.view(grouped), nc, T).transpose(-1, -2).unsqueeze(-2).contiguous()
+
+    def states_inner(x):     # (b, G, N, L) -> (T, b, G, nc, N, 1)
+        return _to_chunk_major(x, nc, T).transpose(-1, -2).unsqueeze(-1).contiguous()
+
     y, last = _ChunkedScan.apply(
-        _to_chunk_major(dt.view(grouped), nc, T), _to_chunk_major(dtu.view(grouped), nc, T),
-        A.to(dtype).view(groups, dim // groups, n),
-        _to_chunk_major(Bg, nc, T).transpose(-1, -2), _to_chunk_major(Cg, nc, T).transpose(-1, -2))
-    out = epilogue(_from_chunk_major(y, length).reshape(batch, dim, length), uc, D, z, u.dtype)
-    return (out, last.reshape(batch, dim, n)) if return_last_state else out
+        channels_inner(dt), channels_inner(dtu),
+        A.to(dtype).view(groups, dim // groups, n).transpose(-1, -2).unsqueeze(1).contiguous(),
+        states_inner(Bg), states_inner(Cg))
+    y = _from_chunk_major(y.squeeze(-2).transpose(-1, -2), length)          # (b, G, H, L)
+    out = epilogue(y.reshape(batch, dim, length), uc, D, z, u.dtype)
+    return (out, last.transpose(-1, -2).reshape(batch, dim, n)) if return_last_state else out
