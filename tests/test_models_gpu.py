@@ -16,9 +16,12 @@ SSM = [name for name in OURS if "_gcnn" not in name]
 
 @pytest.mark.parametrize("name", OURS)
 def test_bf16_sgd_50_steps_stay_finite(name):
+    # lr 0.01 with the gradient norm clipped at 1: at lr 0.05 without clipping the same runs diverged
+    # in fp32 too (losses ~100, gradient norms up to 1e4 on VMamba-B, H100, 2026-11-23) and bf16 then
+    # turned the divergence into NaN in 1 of 3 seeds: a test of the learning rate, not of precision
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=10).cuda().train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     for step in range(50):
         x = torch.randn(4, 3, 224, 224, device="cuda")
         target = torch.randint(0, 10, (4,), device="cuda")
@@ -27,6 +30,7 @@ def test_bf16_sgd_50_steps_stay_finite(name):
         assert torch.isfinite(loss), f"{name}: loss {loss.item()} at step {step}"
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     assert all(torch.isfinite(p).all() for p in model.parameters()), name
 
