@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import timm
 
+from .umamba import UMambaBot, UMambaEnc, umamba_bot, umamba_enc  # not a timm model: segmentation
 from .vim import VisionMamba
 from .vim import checkpoint_filter_fn as vim_checkpoint_filter_fn
 from .vmamba import VSSM
@@ -21,5 +22,5 @@ def list_models(family: str | None = None) -> list[tuple[str, str]]:
             for name in timm.list_models(module=module) if not name.startswith("test_")]
 
 
-__all__ = ["FAMILIES", "VSSM", "VisionMamba", "list_models", "vim_checkpoint_filter_fn",
-           "vmamba_checkpoint_filter_fn"]
+__all__ = ["FAMILIES", "UMambaBot", "UMambaEnc", "VSSM", "VisionMamba", "list_models", "umamba_bot",
+           "umamba_enc", "vim_checkpoint_filter_fn", "vmamba_checkpoint_filter_fn"]
