@@ -510,3 +510,29 @@ def test_count_flops_counts_every_call_inside_the_block():
     per_call = 2 * 4 * 10 * (9 * 8 + (ins.get("D") is not None) + (ins.get("z") is not None))
     assert inner[0] == per_call
     assert outer[0] == 2 * per_call
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_autocast_leaves_the_scan_in_its_compute_dtype(backend):
+    # under CPU bf16 autocast the torch backend's matmuls ran in bf16 and its backward then mixed
+    # bf16 and fp32 operands ("expected scalar type Float but found BFloat16"); the scan ignores autocast
+    torch.manual_seed(0)
+    b, d, L, N = 2, 16, 40, 4
+    leaves = [torch.randn(b, d, L), torch.randn(b, d, L), torch.randn(b, N, L), torch.randn(b, N, L),
+              torch.randn(b, d, L)]
+    A = -torch.rand(d, N)
+
+    def run(autocast: bool):
+        args = [t.clone().requires_grad_() for t in leaves]
+        u, dt, B, C, z = args
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = selective_scan(u, dt, A, B, C, None, z, None, True, backend=backend)
+        y.float().pow(2).sum().backward()
+        return y, [a.grad for a in args]
+
+    y_ac, g_ac = run(True)
+    y, g = run(False)
+    assert y_ac.dtype == torch.float32
+    assert rel_err(y_ac, y) < 1e-6
+    for a, b_ in zip(g_ac, g):
+        assert rel_err(a, b_) < 1e-6

@@ -19,6 +19,7 @@ tensor), where autograd would keep several.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -43,6 +44,13 @@ def _from_chunk_major(x: torch.Tensor, length: int) -> torch.Tensor:
     return x.movedim(0, -1).flatten(-2)[..., :length]
 
 
+def _no_autocast(device_type: str):
+    """Autocast off where it exists (the meta device of FLOP counting has none)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class _ChunkedScan(torch.autograd.Function):
     """y = <C, h> on a (T, b, G, nc, N, H) layout; inputs already discretised and chunked.
 
@@ -57,6 +65,18 @@ class _ChunkedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, dt, dtu, A, B, C):
+        # the state math stays in the compute dtype: under autocast, matmul would run in bf16 / fp16
+        with _no_autocast(dt.device.type):
+            return _ChunkedScan._forward(ctx, dt, dtu, A, B, C)
+
+    @staticmethod
+    def backward(ctx, dy, dlast):
+        with _no_autocast(ctx.device_type):
+            return _ChunkedScan._backward(ctx, dy, dlast)
+
+    @staticmethod
+    def _forward(ctx, dt, dtu, A, B, C):
+        ctx.device_type = dt.device.type
         T = dt.shape[0]
         # whole-tensor ops, then views per chunk position: one large op beats T small ones
         decay = torch.exp(dt * A).unbind(0)                  # T x (b, G, nc, N, H)
@@ -83,8 +103,10 @@ class _ChunkedScan(torch.autograd.Function):
         return torch.stack(ys), last
 
     @staticmethod
-    def backward(ctx, dy, dlast):
+    def _backward(ctx, dy, dlast):
         dt, dtu, A, B, C, h0, states = ctx.saved_tensors
+        dy = dy.to(dt.dtype)
+        dlast = None if dlast is None else dlast.to(dt.dtype)
         T = dt.shape[0]
         if dy is None:
             dy = torch.zeros_like(dt)
