@@ -14,18 +14,17 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    enabled: bool = False   # a process group exists (any launch by torchrun, even of one process)
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
 
 def init(device: str = "auto") -> Dist:
-    """Reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); a plain `python` run is world 1."""
+    """Reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK).  Under torchrun a process group is made
+    even for one process, so that `torchrun --nproc_per_node 1` runs the same DDP / NCCL code as many; a
+    plain `python` run has none."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device={device!r}, expected 'auto', 'cpu' or 'cuda'")
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
@@ -39,10 +38,11 @@ def init(device: str = "auto") -> Dist:
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
+    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if launched and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo",
                                 device_id=dev if use_cuda else None)
-    return Dist(rank, world, local_rank, dev)
+    return Dist(rank, world, local_rank, dev, enabled=dist.is_initialized())
 
 
 def all_sum(values: list[float], d: Dist) -> list[float]:
