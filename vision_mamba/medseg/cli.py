@@ -8,15 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..training.cli import parse_with_config, setup_logging
-
-
-def _ints(n=None):
-    return dict(type=int, nargs=n or "+")
-
-
-def _floats(n=None):
-    return dict(type=float, nargs=n or "+")
+from ..training.cli import many, parse_with_config, setup_logging
 
 
 def build_train_parser() -> argparse.ArgumentParser:
@@ -27,12 +19,12 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default=None, help="dataset directory (dataset.json, imagesTr/, labelsTr/)")
     g.add_argument("--val-fraction", type=float, default=0.2)
     g.add_argument("--split-seed", type=int, default=0)
-    g.add_argument("--spacing", **_floats(), default=None, help="resample to this voxel spacing (mm); "
+    g.add_argument("--spacing", **many(), default=None, help="resample to this voxel spacing (mm); "
                    "none: keep each volume's own grid")
     g.add_argument("--normalization", choices=("mr", "ct"), default="mr")
-    g.add_argument("--ct-window", **_floats(2), default=[-1000.0, 1000.0], help="CT clipping window (HU)")
-    g.add_argument("--patch-size", **_ints(), default=[64, 64, 64])
-    g.add_argument("--pos-neg", **_floats(2), default=[2.0, 1.0], help="foreground : background patch ratio")
+    g.add_argument("--ct-window", **many(float, 2), default=[-1000.0, 1000.0], help="CT clipping window (HU)")
+    g.add_argument("--patch-size", **many(int), default=[64, 64, 64])
+    g.add_argument("--pos-neg", **many(float, 2), default=[2.0, 1.0], help="foreground : background patch ratio")
     g.add_argument("--num-samples", type=int, default=2, help="patches per loaded case")
     g.add_argument("--flip-prob", type=float, default=0.5)
     g.add_argument("--intensity-scale-prob", type=float, default=0.15)
@@ -40,9 +32,9 @@ def build_train_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=("umamba_bot", "umamba_enc"), default="umamba_bot")
     g.add_argument("--spatial-dims", type=int, choices=(3,), default=3)
-    g.add_argument("--features", **_ints(), default=[32, 64, 128, 256], help="channels per encoder stage")
-    g.add_argument("--n-conv-per-stage", **_ints(), default=[1], help="one value, or one per stage")
-    g.add_argument("--n-conv-per-stage-decoder", **_ints(), default=[1], help="one value, or one per decoder stage")
+    g.add_argument("--features", **many(int), default=[32, 64, 128, 256], help="channels per encoder stage")
+    g.add_argument("--n-conv-per-stage", **many(int), default=[1], help="one value, or one per stage")
+    g.add_argument("--n-conv-per-stage-decoder", **many(int), default=[1], help="one value, or one per decoder stage")
     g.add_argument("--d-state", type=int, default=16)
     g.add_argument("--scan-backend", default="auto")
     g.add_argument("--model-kwargs", type=json.loads, default=None, help="more UMambaBot / UMambaEnc "

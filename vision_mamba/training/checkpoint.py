@@ -55,8 +55,8 @@ def _plain_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Module,
                     state: dict[str, Any], meta: dict[str, Any],
                     ema: Optional[torch.nn.Module] = None, keep_last: int = 2) -> Path:
-    """Write checkpoint `step` under run_dir/checkpoints atomically; prune to the newest keep_last
-    (directories named in meta['keep'] elsewhere, e.g. the best one, are the caller's business)."""
+    """Write checkpoint `step` under run_dir/checkpoints atomically, then keep only the newest
+    keep_last (0: keep all)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"

@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 
-def _floats(n=None):
-    return dict(type=float, nargs=n or "+")
+def many(kind=float, n=None) -> dict:
+    """add_argument options for a list of `kind`: n of them, or one or more."""
+    return dict(type=kind, nargs=n or "+")
 
 
 def build_train_parser() -> argparse.ArgumentParser:
@@ -33,14 +34,14 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-classes", type=int, default=None, help="default: read from the dataset")
     g.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
                    help="default: the model's pretrained_cfg")
-    g.add_argument("--mean", **_floats(), default=None)
-    g.add_argument("--std", **_floats(), default=None)
+    g.add_argument("--mean", **many(), default=None)
+    g.add_argument("--std", **many(), default=None)
     g.add_argument("--crop-pct", type=float, default=None)
     g.add_argument("--interpolation", default=None)
     g.add_argument("--workers", type=int, default=2)
     g = p.add_argument_group("augmentation")
-    g.add_argument("--scale", **_floats(2), default=[0.08, 1.0], help="RandomResizedCrop scale")
-    g.add_argument("--ratio", **_floats(2), default=[3 / 4, 4 / 3])
+    g.add_argument("--scale", **many(float, 2), default=[0.08, 1.0], help="RandomResizedCrop scale")
+    g.add_argument("--ratio", **many(float, 2), default=[3 / 4, 4 / 3])
     g.add_argument("--hflip", type=float, default=0.5)
     g.add_argument("--color-jitter", type=float, default=0.0)
     g.add_argument("--aa", default="", help="timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1")
@@ -64,7 +65,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=128, help="per process")
     g.add_argument("--eval-batch-size", type=int, default=None)
     g.add_argument("--opt", default="adamw")
-    g.add_argument("--opt-betas", **_floats(2), default=None)
+    g.add_argument("--opt-betas", **many(float, 2), default=None)
     g.add_argument("--opt-eps", type=float, default=None)
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--lr", type=float, default=1e-3)

@@ -381,9 +381,9 @@ class Trainer:
 
 
 def _num_classes(dataset) -> int:
-    for attr in ("classes",):
-        if hasattr(dataset, attr):
-            return len(getattr(dataset, attr))
+    """torchvision datasets have .classes, timm's folder datasets a reader with class_to_idx."""
+    if hasattr(dataset, "classes"):
+        return len(dataset.classes)
     reader = getattr(dataset, "reader", None)
     if reader is not None and hasattr(reader, "class_to_idx"):
         return len(reader.class_to_idx)

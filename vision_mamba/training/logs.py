@@ -10,31 +10,56 @@ from pathlib import Path
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "img_per_s")
 
 
+class CsvLog:
+    """A CSV file of rows with a 'step' column, appended to as a run goes (also used by medseg)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, row: dict, fields=None) -> None:
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields or row), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_after(self, step: int) -> None:
+        """A resumed run drops the rows its interrupted predecessor wrote after the checkpoint."""
+        rows = self.read()
+        if rows:
+            with open(self.path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(r for r in rows if int(r["step"]) <= step)
+
+
 class RunLog:
     def __init__(self, out: Path):
         self.out = Path(out)
-        self.steps_csv = self.out / "steps.csv"
-        self.epochs_csv = self.out / "epochs.csv"
+        self.steps = CsvLog(self.out / "steps.csv")
+        self.epochs = CsvLog(self.out / "epochs.csv")
         self.epochs_jsonl = self.out / "epochs.jsonl"
 
     def step(self, step: int, epoch: int, loss: float, lr: float, img_per_s: float) -> None:
-        self._append_csv(self.steps_csv, STEP_FIELDS, dict(zip(STEP_FIELDS, (step, epoch, loss, lr, img_per_s))))
+        self.steps.append(dict(zip(STEP_FIELDS, (step, epoch, loss, lr, img_per_s))))
 
     def epoch(self, step: int, epoch: int, metrics: dict) -> None:
         row = {"step": step, "epoch": epoch, **metrics}
         with open(self.epochs_jsonl, "a") as f:
             f.write(json.dumps(row) + "\n")
-        self._append_csv(self.epochs_csv, tuple(row), row)
+        self.epochs.append(row)
 
     def truncate_after(self, step: int) -> None:
         """A resumed run drops the rows its interrupted predecessor wrote after the checkpoint."""
-        for path in (self.steps_csv, self.epochs_csv):
-            rows = self._read_csv(path)
-            if rows:
-                with open(path, "w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows(r for r in rows if int(r["step"]) <= step)
+        self.steps.truncate_after(step)
+        self.epochs.truncate_after(step)
         if self.epochs_jsonl.exists():
             kept = [line for line in self.epochs_jsonl.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= step]
@@ -45,8 +70,8 @@ class RunLog:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        steps = self._read_csv(self.steps_csv)
-        epochs = self._read_csv(self.epochs_csv)
+        steps = self.steps.read()
+        epochs = self.epochs.read()
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
         finite = [r for r in steps if math.isfinite(float(r["loss"]))]
         ax_loss.plot([int(r["step"]) for r in finite], [float(r["loss"]) for r in finite], label="train loss")
@@ -71,19 +96,3 @@ class RunLog:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return path
-
-    @staticmethod
-    def _append_csv(path: Path, fields, row: dict) -> None:
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-    @staticmethod
-    def _read_csv(path: Path) -> list[dict]:
-        if not path.exists():
-            return []
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
