@@ -186,3 +186,14 @@ def test_train_resume_and_infer(tmp_path):
     assert written.shape == SHAPE
     np.testing.assert_allclose(written.affine, AFFINE, atol=1e-6)
     assert set(results["dice"]) == {"big", "small"}
+
+
+def test_dice_per_class_known_values():
+    # class 1: 2 of 3 predicted voxels on 2 of 2 labelled -> 2*2 / (3+2) = 0.8; class 2: disjoint -> 0;
+    # class 3 in neither -> NaN (ignored, not counted as a perfect or a failed class)
+    from vision_mamba.medseg.engine import dice_per_class
+    pred = torch.tensor([1, 1, 1, 2, 0, 0]).view(1, 1, 1, 2, 3)
+    label = torch.tensor([1, 1, 0, 0, 2, 0]).view(1, 1, 1, 2, 3)
+    dice = dice_per_class(pred, label, num_classes=4)
+    np.testing.assert_allclose(dice[:2], [0.8, 0.0], atol=1e-6)
+    assert np.isnan(dice[2])

@@ -6,7 +6,6 @@ atomic safetensors + weights_only state) follows.  Logs: train.csv, val.csv, pre
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -21,10 +20,12 @@ from monai.data import DataLoader, Dataset
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
+from monai.networks.utils import one_hot
 from monai.utils import set_determinism
 from tqdm import tqdm
 
 from ..models.umamba import umamba_bot, umamba_enc
+from ..training.logs import CsvLog
 from ..training.checkpoint import find_latest, load_checkpoint, load_model_weights, save_checkpoint
 from .data import read_dataset, split_cases
 from .transforms import train_transforms, val_transforms
@@ -95,36 +96,12 @@ def sliding_window_predict(model: torch.nn.Module, image: torch.Tensor, patch_si
 
 
 def dice_per_class(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> np.ndarray:
-    """Foreground Dice of each class (classes 1..num_classes-1); NaN where a class is in neither."""
-    metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
-    metric(F.one_hot(pred.long().flatten(1), num_classes).movedim(-1, 1).reshape(pred.shape[0], num_classes, *pred.shape[2:]),
-           F.one_hot(label.long().flatten(1), num_classes).movedim(-1, 1).reshape(label.shape[0], num_classes, *label.shape[2:]))
-    return metric.aggregate().cpu().numpy()
-
-
-class CsvLog:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def append(self, row: dict) -> None:
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-    def truncate_after(self, step: int) -> None:
-        """A resumed run drops the rows its interrupted predecessor wrote after the checkpoint."""
-        if not self.path.exists():
-            return
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if rows:
-            with open(self.path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(r for r in rows if int(r["step"]) <= step)
+    """Foreground Dice of each class (classes 1..num_classes-1), averaged over the batch; NaN where no
+    label of the batch has the class (MONAI's ignore_empty), so that callers' nanmean skips it rather
+    than counting a 0 (DiceMetric's aggregate() would report such a class as 0)."""
+    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
+    scores = metric(one_hot(pred.long(), num_classes, dim=1), one_hot(label.long(), num_classes, dim=1))
+    return torch.nanmean(scores.float(), dim=0).cpu().numpy()
 
 
 def _scheduler(cfg, optimizer):
