@@ -19,6 +19,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default=None, help="dataset directory (dataset.json, imagesTr/, labelsTr/)")
     g.add_argument("--val-fraction", type=float, default=0.2)
     g.add_argument("--split-seed", type=int, default=0)
+    g.add_argument("--val-cases", **many(str), default=None, help="validate on these cases (label file names "
+                   "without .nii.gz) instead of a random --val-fraction")
     g.add_argument("--spacing", **many(), default=None, help="resample to this voxel spacing (mm); "
                    "none: keep each volume's own grid")
     g.add_argument("--normalization", choices=("mr", "ct"), default="mr")
@@ -31,7 +33,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2)
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=("umamba_bot", "umamba_enc"), default="umamba_bot")
-    g.add_argument("--spatial-dims", type=int, choices=(3,), default=3)
+    g.add_argument("--spatial-dims", type=int, choices=(2, 3), default=3,
+                   help="3: patches of the volumes; 2: axial slices (2-D network, --patch-size H W)")
     g.add_argument("--features", **many(int), default=[32, 64, 128, 256], help="channels per encoder stage")
     g.add_argument("--n-conv-per-stage", **many(int), default=[1], help="one value, or one per stage")
     g.add_argument("--n-conv-per-stage-decoder", **many(int), default=[1], help="one value, or one per decoder stage")
@@ -78,8 +81,8 @@ def parse_train_args(argv=None) -> argparse.Namespace:
     cfg.n_conv_per_stage_decoder = _scalar_or_list(cfg.n_conv_per_stage_decoder)
     if len(cfg.patch_size) != cfg.spatial_dims:
         parser.error(f"--patch-size {cfg.patch_size}: expected {cfg.spatial_dims} values")
-    if cfg.spacing is not None and len(cfg.spacing) != cfg.spatial_dims:
-        parser.error(f"--spacing {cfg.spacing}: expected {cfg.spatial_dims} values")
+    if cfg.spacing is not None and len(cfg.spacing) != 3:
+        parser.error(f"--spacing {cfg.spacing}: expected 3 values (the volumes' voxel size, also for 2-D)")
     return cfg
 
 

@@ -136,10 +136,29 @@ def validate_case(case: dict, labels: dict[int, str]) -> None:
                          f"(labels {labels})")
 
 
+def case_name(case: dict) -> str:
+    """A case's identifier: its label file's name without the NIfTI ending."""
+    name = Path(case["label"]).name
+    for ending in (".nii.gz", ".nii"):
+        if name.endswith(ending):
+            return name[:-len(ending)]
+    return name
+
+
 def split_cases(cases: Sequence[dict], val_fraction: float = 0.2, seed: int = 0,
-                num_val: Optional[int] = None) -> tuple[list[dict], list[dict]]:
-    """A deterministic (train, val) split: cases sorted by label path, shuffled with `seed`; at least
-    one case on each side when there are two or more."""
+                num_val: Optional[int] = None,
+                val_cases: Optional[Sequence[str]] = None) -> tuple[list[dict], list[dict]]:
+    """A deterministic (train, val) split: the cases named in `val_cases` (see `case_name`) when given,
+    else cases sorted by label path, shuffled with `seed`; at least one case on each side when there
+    are two or more."""
+    if val_cases:
+        names = {case_name(c): c for c in cases}
+        unknown = sorted(set(val_cases) - set(names))
+        if unknown:
+            raise ValueError(f"val_cases {unknown}: no such case (cases: {sorted(names)})")
+        if len(set(val_cases)) == len(names):
+            raise ValueError(f"val_cases {sorted(val_cases)}: every case is a validation case, none left to train on")
+        return ([c for n, c in names.items() if n not in val_cases], [names[n] for n in val_cases])
     ordered = sorted(cases, key=lambda c: c["label"])
     random.Random(seed).shuffle(ordered)
     n_val = num_val if num_val is not None else round(len(ordered) * val_fraction)

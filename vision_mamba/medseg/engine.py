@@ -77,21 +77,27 @@ class DeepSupervisionLoss(torch.nn.Module):
         return total
 
 
-def full_resolution(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A predictor for sliding_window_inference: the highest-resolution logits only."""
+def full_resolution(model: torch.nn.Module, slices: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A predictor for sliding_window_inference: the highest-resolution logits only.  slices: the model is
+    2-D and the windows are (H, W, 1) blocks of a volume, one axial slice each."""
     def predict(x: torch.Tensor) -> torch.Tensor:
-        out = model(x)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        out = model(x[..., 0] if slices else x)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        return out[..., None] if slices else out
     return predict
 
 
 def sliding_window_predict(model: torch.nn.Module, image: torch.Tensor, patch_size: Sequence[int],
                            sw_batch_size: int = 2, overlap: float = 0.5, amp: str = "none") -> torch.Tensor:
     """Logits (batch, classes, *spatial) of a whole volume from overlapping patches (Gaussian-weighted
-    blending, as nnU-Net), inputs smaller than the patch padded by MONAI."""
+    blending, as nnU-Net), inputs smaller than the patch padded by MONAI.  A 2-D `patch_size` on a
+    volume segments it slice by slice (the last, axial axis after the RAS reorientation), as nnU-Net's
+    2d configuration does."""
+    slices = len(patch_size) == image.dim() - 3
+    roi = (*patch_size, 1) if slices else tuple(patch_size)
     with torch.no_grad(), autocast(image.device, amp):
-        logits = sliding_window_inference(image, tuple(patch_size), sw_batch_size, full_resolution(model),
-                                          overlap=overlap, mode="gaussian")
+        logits = sliding_window_inference(image, roi, sw_batch_size, full_resolution(model, slices),
+                                          overlap=(overlap, overlap, 0.0) if slices else overlap, mode="gaussian")
     return logits.float()
 
 
@@ -132,7 +138,8 @@ def train(cfg) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     dataset = read_dataset(cfg.data)
-    train_cases, val_cases = split_cases(dataset.cases, cfg.val_fraction, cfg.split_seed)
+    train_cases, val_cases = split_cases(dataset.cases, cfg.val_fraction, cfg.split_seed,
+                                         val_cases=cfg.val_cases)
     if not val_cases:
         log.warning("one case only: validating on the training case")
         val_cases = train_cases

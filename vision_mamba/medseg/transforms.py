@@ -43,15 +43,19 @@ def train_transforms(patch_size: Sequence[int], spacing: Optional[Sequence[float
                      intensity_scale_prob: float = 0.15) -> T.Compose:
     """Load, resample, normalise, pad to the patch, then `num_samples` patches per case centred on
     foreground with probability pos / (pos + neg) (nnU-Net-style foreground oversampling), randomly
-    flipped and intensity-scaled."""
+    flipped and intensity-scaled.  A 2-D `patch_size` (H, W) takes (H, W, 1) blocks of the volumes and
+    drops the last axis: axial slices for a 2-D network."""
     keys = ["image", "label"]
     pos, neg = pos_neg
+    slices = len(patch_size) == 2
+    roi = (*patch_size, 1) if slices else tuple(patch_size)
     return T.Compose([
         *_load_and_resample(keys, spacing),
         *_normalise(normalization, ct_window),
-        T.SpatialPadd(keys, spatial_size=tuple(patch_size)),
-        T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=tuple(patch_size), pos=pos, neg=neg,
+        T.SpatialPadd(keys, spatial_size=roi),
+        T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=pos, neg=neg,
                                  num_samples=num_samples, image_key="image", image_threshold=0),
+        *([T.SqueezeDimd(keys, dim=-1)] if slices else []),
         *[T.RandFlipd(keys, prob=flip_prob, spatial_axis=axis) for axis in range(len(patch_size))],
         T.RandScaleIntensityd("image", factors=0.1, prob=intensity_scale_prob),
     ])
