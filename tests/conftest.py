@@ -47,6 +47,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
     config.addinivalue_line("markers", "triton_interpret: runs Triton kernels under TRITON_INTERPRET=1 on the CPU")
     config.addinivalue_line("markers", "slow: long-running tests")
+    config.addinivalue_line("markers", "mmseg: the mmsegmentation plug-in (skipped without mmseg)")
+    config.addinivalue_line("markers", "nnunet: the nnU-Net v2 trainers (skipped without nnunetv2)")
 
 
 def pytest_collection_modifyitems(config, items):

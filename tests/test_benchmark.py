@@ -65,3 +65,11 @@ def test_cli_rejects_unknown_model():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "--device", "cpu",
                            "--models", "no_such_model"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no_such_model" in proc.stderr
+
+
+def test_cuda_graphs_option_is_validated():
+    """--cuda-graphs is an inference-on-CUDA option: asked for elsewhere it is a clear error."""
+    from vision_mamba.bench import speed
+    with pytest.raises(ValueError, match="cuda_graphs needs device 'cuda' and mode 'infer'"):
+        speed.validate(["vim_tiny_patch16_224"], [64], 1, "infer", "fp32", ["sdpa"], "cpu", 1, 0, cuda_graphs=True)
+    assert speed._label("vim_small_patch16_224", None, True) == "vim_small_patch16_224+graphs"

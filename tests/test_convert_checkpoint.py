@@ -22,7 +22,7 @@ def test_converts_wrapped_pth_to_safetensors(tmp_path):
                            "--model", "vim_tiny_patch16_224", "--input", str(src), "--output", str(dst)],
                           capture_output=True, text=True, timeout=300)
     # depth=2 is not the registered depth: the conversion must fail loudly, not drop keys
-    assert proc.returncode != 0 and "Missing key" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode != 0 and "missing keys [layers." in proc.stderr, proc.stderr[-2000:]
     assert not dst.exists()
     full = timm.create_model("vim_tiny_patch16_224")
     torch.save({"model": {f"module.{k}": v for k, v in full.state_dict().items()}}, src)

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention implementations for models with timm's fused_attn switch (ViT, Swin, ...); "
                         "others run once (default: both)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="inference on CUDA only: capture the call into a CUDA graph and time its replays "
+                        "(rows labelled +graphs)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if cuda else "cpu",
                    help="default: cuda when available, else cpu")
     p.add_argument("--repeats", type=int, default=20, help="timed calls (default: %(default)s)")
@@ -55,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         speed.validate(args.models, args.res, args.batch, args.mode, args.dtype, args.attn, args.device,
-                       args.repeats, args.warmup)
+                       args.repeats, args.warmup, args.cuda_graphs)
     except ValueError as exc:
         parser.error(str(exc))
     return speed.run_and_report(
         args.models, args.res, batch=args.batch, mode=args.mode, dtype=args.dtype, device=args.device,
         attns=args.attn, repeats=args.repeats, warmup=args.warmup, compile_=args.compile, out_dir=args.out,
-        progress=not args.no_progress,
+        progress=not args.no_progress, cuda_graphs=args.cuda_graphs,
         argv=[sys.executable, *sys.argv] if argv is None else ["benchmark.py", *argv])
 
 

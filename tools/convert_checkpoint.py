@@ -4,9 +4,9 @@
     python3 tools/convert_checkpoint.py --model vim_small_patch16_224 --input vim_s_midclstok_80p5acc.pth \\
         --output vim_small_patch16_224.safetensors
 
-The file is read through the family's checkpoint_filter_fn (as timm.create_model(pretrained=True)
-reads it: torch.load with weights_only=True, no pickled code runs) and written atomically; the output
-loads with timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=output)).
+The file is read through the family's checkpoint_filter_fn (vision_mamba.models.weights.load_pretrained:
+torch.load with weights_only=True, no pickled code runs; --sha256 checks the file first) and written
+atomically; the output loads with timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=output)).
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def main() -> None:
     p.add_argument("--input", required=True, help="official .pth / .safetensors file")
     p.add_argument("--output", required=True, help="where to write the .safetensors file")
     p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--sha256", default=None, help="the digest the input must have (published with the release)")
     args = p.parse_args()
-    n = convert_checkpoint(args.model, args.input, args.output, num_classes=args.num_classes)
+    n = convert_checkpoint(args.model, args.input, args.output, num_classes=args.num_classes, sha256=args.sha256)
     print(f"wrote {args.output}: {n} tensors of {args.model}")
 
 

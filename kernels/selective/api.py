@@ -24,6 +24,11 @@ def set_debug(enabled: bool) -> None:
     _debug = bool(enabled)
 
 
+def debug_enabled() -> bool:
+    """Whether debug mode is on (the models check their inputs for NaN/Inf under the same switch)."""
+    return _debug
+
+
 _flop_counters: list[list[int]] = []
 
 
@@ -46,8 +51,10 @@ def _scan_flops(u, A, D, z) -> int:
 
 
 def _triton_backend() -> Callable:
-    from .triton_fused import selective_scan_triton  # imports triton: only when asked for
-    return selective_scan_triton
+    # imports triton: only when asked for.  Through the custom ops (triton_op.py), so that
+    # torch.compile / torch.export see one opaque op with a fake implementation, not the launcher
+    from .triton_op import selective_scan_triton_op
+    return selective_scan_triton_op
 
 
 BACKENDS: dict[str, Callable[[], Callable]] = {

@@ -1,6 +1,16 @@
-"""Fused Triton selective scan, forward and backward.
+"""Fused Triton selective scan, forward and backward: the `triton` backend.
 
-One program owns one channel of one batch row and walks the sequence in chunks of `BLOCK_L` steps;
+Two kernel designs, picked per shape by `choose_kernel` (or by name: kernel="chunked" / "blocked"):
+- "blocked" (triton_blocked.py): a program owns a block of channels x all N states and walks time
+  step by step, sharing each B/C load across the block; reads strided (time-major) inputs in place
+  and walks backwards in time with reverse=True.
+- "chunked" (this file, below): one program per channel, time in registers.
+
+`forward(...) -> (y, checkpoints)` and `backward(...) -> grads` are the two halves as plain functions
+(what an autograd.Function or a torch.library custom op wraps); `selective_scan_triton` is the
+backend entry point.
+
+The chunked kernel: one program owns one channel of one batch row and walks the sequence in chunks of `BLOCK_L` steps;
 inside a chunk it loops over the N states, and for each the recurrence h_t = a_t h_{t-1} + x_t is a
 1-D associative scan over (a, x) pairs held in registers (the layout mamba_ssm's CUDA kernel uses:
 the whole chunk in flight, one state at a time).  A chunk's entering state comes from the checkpoint
@@ -9,7 +19,8 @@ final state.  Nothing of size (batch, dim, L, N) is ever stored.
 
 Backward walks the chunks in reverse: it recomputes each state's scan from the checkpoint, runs the
 adjoint recurrence g_t = C_t dy_t + a_{t+1} g_{t+1} as a reverse scan (its carry between chunks in a
-small (batch, dim, N) buffer), and forms every gradient from (h_t, g_t) in registers.  dB and dC sum
+small (batch, dim, N) buffer), and forms every gradient from (h_t, g_t) in registers; y before the
+gate (for dz) is re-formed from the recomputed states, not stored by the forward.  dB and dC sum
 over the channels of a group, so they are accumulated with atomics in fp32 (as mamba_ssm does).
 """
 from __future__ import annotations
@@ -18,22 +29,15 @@ import torch
 import triton
 import triton.language as tl
 
+from . import triton_blocked as blocked
 from ._common import as_grouped
+from ._triton_common import softplus as _softplus
 
 
 @triton.jit
 def _first_order(a1, x1, a2, x2):
     # compose h -> a1 h + x1 then h -> a2 h + x2
     return a1 * a2, a2 * x1 + x2
-
-
-@triton.jit
-def _softplus(x):
-    # log1p without libdevice: log(w) * e / (w - 1) is exact to rounding where 1 + e rounds (Kahan)
-    e = tl.exp(tl.minimum(x, 20.0))
-    w = 1.0 + e
-    log1p = tl.where(w == 1.0, e, tl.log(w) * e / tl.where(w == 1.0, 1.0, w - 1.0))
-    return tl.where(x > 20.0, x, log1p)
 
 
 @triton.jit
@@ -50,7 +54,7 @@ def _load_dt(delta_ptr, bias, offs, mask, SOFTPLUS: tl.constexpr):
 @triton.jit
 def _fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-    out_ptr, ypre_ptr, ckpt_ptr,
+    out_ptr, ckpt_ptr,
     dim, L, n_chunks, d_per_group_B, d_per_group_C, G_B, G_C,
     N: tl.constexpr, BLOCK_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -88,7 +92,6 @@ def _fwd_kernel(
         if HAS_D:
             y += u * tl.load(D_ptr + d).to(tl.float32)
         if HAS_Z:
-            tl.store(ypre_ptr + row + t, y.to(ypre_ptr.dtype.element_ty), mask=mask)
             zt = tl.load(z_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
             y = y * zt * tl.sigmoid(zt)
         tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=mask)
@@ -96,7 +99,7 @@ def _fwd_kernel(
 
 @triton.jit
 def _bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ypre_ptr, ckpt_ptr, dout_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, dout_ptr,
     gcarry_ptr, du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
     dim, L, n_chunks, d_per_group_B, d_per_group_C, G_B, G_C,
     N: tl.constexpr, BLOCK_L: tl.constexpr,
@@ -130,16 +133,15 @@ def _bwd_kernel(
         dt1, _ = _load_dt(delta_ptr, bias, row + t + 1, t + 1 < L, SOFTPLUS)   # a_{t+1}: 1 past the end
         u = tl.load(u_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dout_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
+        dy_out = dy
         if HAS_Z:
             zt = tl.load(z_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
-            ypre = tl.load(ypre_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
             sig = tl.sigmoid(zt)
-            tl.store(dz_ptr + row + t, (dy * ypre * sig * (1.0 + zt * (1.0 - sig))).to(dz_ptr.dtype.element_ty),
-                     mask=mask)
             dy = dy * zt * sig
         dtu = dt * u
         du = dy * Dv
         ddt = tl.zeros([BLOCK_L], tl.float32)
+        ypre = u * Dv                             # y before the gate, re-formed from the states below
         # the previous step's inputs, for h_{t-1}: an exclusive scan read from memory one step back
         # (the first step of the chunk gets the identity (1, 0) and starts from the checkpoint)
         prev = offs > 0
@@ -158,12 +160,16 @@ def _bwd_kernel(
             cum_r, g_local = tl.associative_scan((tl.exp(dt1 * a), Cn * dy), 0, _first_order, reverse=True)
             g = g_local + cum_r * tl.load(gcarry + n)
             tl.store(gcarry + n + offs * 0, g, mask=offs == 0)
+            ypre += hs * Cn
             ddt += g * (a * carried + Bn * u)
             du += g * Bn * dt
             dA_acc += tl.where(offs_n == n, tl.sum(g * dt * carried, axis=0), 0.0)
             tl.atomic_add(dB_ptr + group_B + n * L + t, g * dtu, mask=mask, sem="relaxed")
             tl.atomic_add(dC_ptr + group_C + n * L + t, hs * dy, mask=mask, sem="relaxed")
         tl.debug_barrier()                        # the previous chunk reads the carries stored above
+        if HAS_Z:
+            tl.store(dz_ptr + row + t, (dy_out * ypre * sig * (1.0 + zt * (1.0 - sig))).to(dz_ptr.dtype.element_ty),
+                     mask=mask)
         if SOFTPLUS:
             ddt = ddt * tl.sigmoid(raw)
         ddt = tl.where(mask, ddt, 0.0)
@@ -179,61 +185,164 @@ def _bwd_kernel(
 
 
 def _launch_config(length: int) -> tuple[int, int]:
-    """(BLOCK_L, num_warps).  One warp per program: the scans and sums of a chunk then need no
-    barrier between warps, and many programs share an SM.  A 256-step chunk pays off only for long
-    sequences (H100 sweep, docs/benchmarks.md)."""
+    """(BLOCK_L, num_warps) of the chunked kernel.  One warp per program: the scans and sums of a chunk
+    then need no barrier between warps, and many programs share an SM.  A 256-step chunk pays off only
+    for long sequences (H100 sweep, docs/benchmarks.md)."""
     block_l = 256 if length > 8192 else 128
     return min(block_l, max(32, triton.next_power_of_2(length))), 1
 
 
+def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus):
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    block_l, num_warps = _launch_config(length)
+    n_chunks = triton.cdiv(length, block_l)
+    u, delta, A, B4, C4 = (t.contiguous() for t in (u, delta, A, B4, C4))
+    z, D, delta_bias = (t.contiguous() if t is not None else None for t in (z, D, delta_bias))
+    out = torch.empty_like(u)
+    ckpt = torch.empty(batch, dim, n_chunks + 1, n, device=u.device, dtype=torch.float32)
+    gb, gc = B4.shape[1], C4.shape[1]
+    _fwd_kernel[(batch * dim,)](
+        u, delta, A, B4, C4, D, z, delta_bias, out, ckpt, dim, length, n_chunks, dim // gb, dim // gc, gb, gc,
+        N=n, BLOCK_L=block_l, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), num_warps=num_warps)
+    return out, ckpt
+
+
+def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, delta_softplus):
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    block_l, num_warps = _launch_config(length)
+    n_chunks = triton.cdiv(length, block_l)
+    u, delta, A, B4, C4, dout = (t.contiguous() for t in (u, delta, A, B4, C4, dout))
+    z, D, delta_bias = (t.contiguous() if t is not None else None for t in (z, D, delta_bias))
+    f32 = dict(device=u.device, dtype=torch.float32)
+    gcarry = dlast.float().contiguous().clone() if dlast is not None else torch.zeros(batch, dim, n, **f32)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dB, dC = torch.zeros(B4.shape, **f32), torch.zeros(C4.shape, **f32)
+    dA = torch.empty(batch, dim, n, **f32)
+    dD = torch.empty(batch, dim, **f32) if D is not None else None
+    dbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
+    gb, gc = B4.shape[1], C4.shape[1]
+    _bwd_kernel[(batch * dim,)](
+        u, delta, A, B4, C4, D, z, delta_bias, ckpt, dout, gcarry, du, ddelta, dz, dB, dC, dA, dD, dbias,
+        dim, length, n_chunks, dim // gb, dim // gc, gb, gc,
+        N=n, BLOCK_L=block_l, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), num_warps=num_warps)
+    return (du, ddelta, dA.sum(0), dB, dC, dD.sum(0) if D is not None else None, dz,
+            dbias.sum(0) if delta_bias is not None else None)
+
+
+# ------------------------------------------------------------------------------------------ dispatch
+
+KERNELS = ("chunked", "blocked")
+
+
+def choose_kernel(batch: int, dim: int, length: int, n: int, groups_b: int = 1, groups_c: int = 1) -> str:
+    """The kernel for a shape class: the chunked kernel everywhere for now.  Measured on the H100
+    (2026-11-23, bf16, docs/benchmarks.md): the blocked kernel wins only fwd+bwd at short L (Vim-S layer,
+    L 197: 1.77-2.0 vs 2.46 ms) and loses its forward there (0.62 vs 0.43 ms), at L 4097 / 16384
+    (fwd+bwd 9.2 vs 5.2 ms, 16.3 vs 7.5 ms) and at N = 1 (24.9 vs 2.1 ms); Vim-S inference with it
+    was slower at 224, 1248 and 2048 px (57 vs 51, 288 vs 184, 760 vs 551 ms).  It stays selectable by
+    name (kernel="blocked") until a shape class where it wins end to end is established."""
+    return "chunked"
+
+
+def blocked_config(batch: int, dim: int, length: int, n: int, groups_b: int = 1,
+                   groups_c: int = 1) -> blocked.BlockedConfig:
+    """The blocked kernel's launch configuration for a shape (forward and backward must agree on it)."""
+    return blocked.default_config(batch, dim, length, n, groups_b, groups_c)
+
+
+def _resolve(kernel: str, u, A, B4, C4) -> str:
+    if kernel == "auto":
+        return choose_kernel(*u.shape, A.shape[1], B4.shape[1], C4.shape[1])
+    if kernel not in KERNELS:
+        raise ValueError(f"selective_scan_triton: kernel={kernel!r}, expected 'auto' or one of {KERNELS}")
+    return kernel
+
+
+def _flip(*tensors):
+    """Reverse the time axis (the last) of every tensor; None stays None."""
+    return tuple(t.flip(-1) if t is not None else None for t in tensors)
+
+
+def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, reverse=False,
+            kernel="auto", store_checkpoints=True):
+    """The forward half: (y, checkpoints).
+
+    y: u's shape and dtype.  checkpoints: fp32 (batch, dim, rows, N), the last row the final state (the
+    state after t = 0 when reverse); the other rows are what `backward` recomputes from (only the last
+    row without store_checkpoints, for inference).  reverse=True scans t = L-1 .. 0, i.e. equals
+    flipping every time axis in and y out.  kernel: "auto" (`choose_kernel`), "chunked" or "blocked";
+    `backward` must get the same reverse and kernel.  No argument checks: `selective_scan` does them.
+    """
+    B4, C4 = as_grouped(B), as_grouped(C)
+    name = _resolve(kernel, u, A, B4, C4)
+    if name == "blocked":
+        cfg = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1])
+        return blocked.blocked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse,
+                                       store_checkpoints, cfg)
+    if reverse:
+        u, delta, B4, C4, z = _flip(u, delta, B4, C4, z)
+    y, ckpt = _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
+    return (y.flip(-1) if reverse else y), ckpt
+
+
+def backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus=False, *,
+             reverse=False, kernel="auto"):
+    """The backward half: (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias), each in its input's shape and
+    dtype (None for an absent optional input), from the forward's inputs and checkpoints.
+    dout: gradient of y (None: zero); dlast: gradient of the final state (None: zero)."""
+    B4, C4 = as_grouped(B), as_grouped(C)
+    name = _resolve(kernel, u, A, B4, C4)
+    dout = torch.zeros_like(u) if dout is None else dout
+    if name == "blocked":
+        cfg = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1])
+        grads = blocked.blocked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, checkpoints,
+                                         delta_softplus, reverse, cfg)
+    else:
+        if reverse:
+            dout, u, delta, B4, C4, z = _flip(dout, u, delta, B4, C4, z)
+        grads = _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, checkpoints,
+                                  delta_softplus)
+        if reverse:
+            du, ddelta, dA, dB4, dC4, dD, dz, dbias = grads
+            du, ddelta, dB4, dC4, dz = _flip(du, ddelta, dB4, dC4, dz)
+            grads = du, ddelta, dA, dB4, dC4, dD, dz, dbias
+    du, ddelta, dA, dB4, dC4, dD, dz, dbias = grads
+    return (du, ddelta, dA.to(A.dtype), dB4.to(B.dtype).reshape(B.shape), dC4.to(C.dtype).reshape(C.shape),
+            dD.to(D.dtype) if D is not None else None, dz,
+            dbias.to(delta_bias.dtype) if delta_bias is not None else None)
+
+
 class _SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        batch, dim, length = u.shape
-        n = A.shape[1]
-        B4, C4 = as_grouped(B).contiguous(), as_grouped(C).contiguous()
-        gb, gc = B4.shape[1], C4.shape[1]
-        block_l, num_warps = _launch_config(length)
-        n_chunks = triton.cdiv(length, block_l)
-        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
-        z, D, delta_bias = (t.contiguous() if t is not None else None for t in (z, D, delta_bias))
-        out = torch.empty_like(u)
-        ypre = torch.empty_like(u) if z is not None else None   # y before the gate, for dz
-        ckpt = torch.empty(batch, dim, n_chunks + 1, n, device=u.device, dtype=torch.float32)
-        meta = dict(N=n, BLOCK_L=block_l, HAS_D=D is not None, HAS_Z=z is not None,
-                    HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=num_warps)
-        sizes = (dim, length, n_chunks, dim // gb, dim // gc, gb, gc)
-        _fwd_kernel[(batch * dim,)](u, delta, A, B4, C4, D, z, delta_bias, out, ypre, ckpt, *sizes, **meta)
-        ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ypre, ckpt)
-        ctx.meta, ctx.sizes, ctx.b_shape, ctx.c_shape = meta, sizes, B.shape, C.shape
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False, kernel="auto", store=True):
+        y, ckpt = forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse, kernel=kernel,
+                          store_checkpoints=store)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt if store else None)
+        ctx.options = dict(delta_softplus=delta_softplus, reverse=reverse, kernel=kernel)
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not zeros
-        return out, ckpt[:, :, -1].clone()
+        return y, ckpt[:, :, -1].clone()
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        u, delta, A, B4, C4, D, z, delta_bias, ypre, ckpt = ctx.saved_tensors
-        batch, dim, _ = u.shape
-        f32 = dict(device=u.device, dtype=torch.float32)
-        dout = torch.zeros_like(u) if dout is None else dout.contiguous()
-        gcarry = (dlast.float().contiguous().clone() if dlast is not None
-                  else torch.zeros(batch, dim, A.shape[1], **f32))
-        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-        dz = torch.empty_like(z) if z is not None else None
-        dB = torch.zeros(B4.shape, **f32)
-        dC = torch.zeros(C4.shape, **f32)
-        dA = torch.empty(batch, dim, A.shape[1], **f32)
-        dD = torch.empty(batch, dim, **f32) if D is not None else None
-        dbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
-        _bwd_kernel[(batch * dim,)](
-            u, delta, A, B4, C4, D, z, delta_bias, ypre, ckpt, dout, gcarry,
-            du, ddelta, dz, dB, dC, dA, dD, dbias, *ctx.sizes, **ctx.meta)
-        return (du, ddelta, dA.sum(0), dB.to(B4.dtype).reshape(ctx.b_shape),
-                dC.to(C4.dtype).reshape(ctx.c_shape),
-                dD.sum(0).to(D.dtype) if D is not None else None, dz,
-                dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None, None)
+        u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+        opts = ctx.options
+        grads = backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, ckpt, opts["delta_softplus"],
+                         reverse=opts["reverse"], kernel=opts["kernel"])
+        return (*grads, None, None, None, None)
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          return_last_state=False):
-    out, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+                          return_last_state=False, *, reverse=False, kernel="auto"):
+    """The `triton` backend.  reverse=True scans from t = L-1 down to 0 (y and the inputs stay in their
+    time order; the last state is the one after t = 0), i.e. it equals flipping every time axis in and
+    y out, without the copies.  kernel: "auto", "chunked" or "blocked" (see `choose_kernel`)."""
+    # checkpoints only where autograd will need them (ctx.needs_input_grad is True under no_grad too)
+    store = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+    out, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, kernel, store)
     return (out, last) if return_last_state else out

@@ -14,6 +14,10 @@ Timing and memory, and why they are measured the way they are:
 - The first call is a probe (it decides "skipped"), then `warmup` untimed calls, then `repeats` timed
   calls; the row holds their median.  CUDA: torch.cuda.Event pairs with synchronisation (the timer of
   vision_mamba.bench.kernels); CPU: time.perf_counter.
+- CUDA graphs (inference only, opt-in): after the warm-up the step is captured once into a
+  torch.cuda.CUDAGraph and the timed calls replay it, so the per-kernel launch cost from Python is
+  paid once; rows carry "cuda_graphs": true and a "+graphs" label.  Its memory counts what the
+  capture allocated (the graph's private pool) as the peak.
 - CUDA memory: torch.cuda.max_memory_allocated over the timed calls minus what is allocated before
   them (the weights, and in train mode the optimizer state), i.e. activations (+ gradients in train).
 - CPU memory: there is no allocator high-water mark, so the resident set size is sampled in a thread
@@ -204,13 +208,14 @@ def make_step(model, mode: str, batch: int, res: int, dtype: str, device: str):
     return train, opt
 
 
-def _label(name: str, attn: str | None) -> str:
-    return f"{name}[{attn}]" if attn else name
+def _label(name: str, attn: str | None, cuda_graphs: bool = False) -> str:
+    return (f"{name}[{attn}]" if attn else name) + ("+graphs" if cuda_graphs else "")
 
 
-def _base_row(name, attn, res, mode, dtype, device, batch, compile_):
-    return {"label": _label(name, attn), "model": name, "attn": attn, "res": res, "mode": mode,
-            "dtype": dtype, "device": device, "batch": batch, "compile": compile_, "status": "ok",
+def _base_row(name, attn, res, mode, dtype, device, batch, compile_, cuda_graphs=False):
+    return {"label": _label(name, attn, cuda_graphs), "model": name, "attn": attn, "res": res, "mode": mode,
+            "dtype": dtype, "device": device, "batch": batch, "compile": compile_, "cuda_graphs": cuda_graphs,
+            "status": "ok",
             "reason": None, "latency_ms": None, "images_per_s": None, "peak_mem_mb": None,
             "params_m": None, "gflops": None, "gflops_note": None, "times_ms": []}
 
@@ -222,6 +227,21 @@ def _probe(step) -> None:
     except Exception as exc:
         exc.benchmark_probe = True
         raise
+
+
+def capture_cuda_graph(step):
+    """`step` captured into a CUDA graph (after warm-up calls on a side stream, as torch requires); returns
+    the replay function.  The step's inputs are fixed tensors, so replaying recomputes the same call."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def measure(model, row: dict, repeats: int, warmup: int) -> None:
@@ -236,6 +256,8 @@ def measure(model, row: dict, repeats: int, warmup: int) -> None:
         torch.cuda.synchronize()
         held = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
+        if row.get("cuda_graphs"):
+            step = capture_cuda_graph(step)
         times = time_fn(step, repeats, 0, device)
         peak = torch.cuda.max_memory_allocated() - held
     else:
@@ -251,8 +273,8 @@ def measure(model, row: dict, repeats: int, warmup: int) -> None:
 
 
 def run_one(name: str, attn: str | None, res: int, *, mode: str, dtype: str, device: str, batch: int,
-            repeats: int, warmup: int, compile_: bool = False) -> dict:
-    row = _base_row(name, attn, res, mode, dtype, device, batch, compile_)
+            repeats: int, warmup: int, compile_: bool = False, cuda_graphs: bool = False) -> dict:
+    row = _base_row(name, attn, res, mode, dtype, device, batch, compile_, cuda_graphs)
     model = None
     try:
         try:
@@ -289,10 +311,12 @@ def attn_variants(name: str, attns: Sequence[str]) -> list[str | None]:
     return list(attns) if has_attn_switch(model) else [None]
 
 
-def validate(models, resolutions, batch, mode, dtype, attns, device, repeats, warmup) -> None:
+def validate(models, resolutions, batch, mode, dtype, attns, device, repeats, warmup, cuda_graphs=False) -> None:
     """Raise ValueError with a readable message for arguments that cannot run."""
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if cuda_graphs and (device != "cuda" or mode != "infer"):
+        raise ValueError(f"cuda_graphs needs device 'cuda' and mode 'infer', got device={device!r}, mode={mode!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' asked for, but torch sees no CUDA device (use --device cpu)")
     if mode not in MODES:
@@ -313,15 +337,15 @@ def validate(models, resolutions, batch, mode, dtype, attns, device, repeats, wa
 
 def run_benchmark(models: Sequence[str], resolutions: Sequence[int], *, batch: int, mode: str, dtype: str,
                   device: str, attns: Sequence[str] = ATTN_IMPLS, repeats: int, warmup: int,
-                  compile_: bool = False, progress: bool = True) -> list[dict]:
-    validate(models, resolutions, batch, mode, dtype, attns, device, repeats, warmup)
+                  compile_: bool = False, cuda_graphs: bool = False, progress: bool = True) -> list[dict]:
+    validate(models, resolutions, batch, mode, dtype, attns, device, repeats, warmup, cuda_graphs)
     console = make_console(stderr=True, quiet=not progress)
     rows = []
     for name in models:
         for attn in attn_variants(name, attns):
             for res in resolutions:
                 row = run_one(name, attn, res, mode=mode, dtype=dtype, device=device, batch=batch,
-                              repeats=repeats, warmup=warmup, compile_=compile_)
+                              repeats=repeats, warmup=warmup, compile_=compile_, cuda_graphs=cuda_graphs)
                 rows.append(row)
                 console.print(_progress_line(row), markup=False, highlight=False)
     return rows
@@ -360,7 +384,7 @@ def render_table(rows: list[dict], title: str = "Model benchmark"):
     return table
 
 
-CSV_FIELDS = ("label", "model", "attn", "res", "mode", "dtype", "device", "batch", "compile", "status",
+CSV_FIELDS = ("label", "model", "attn", "res", "mode", "dtype", "device", "batch", "compile", "cuda_graphs", "status",
               "reason", "latency_ms", "images_per_s", "peak_mem_mb", "params_m", "gflops", "gflops_note")
 
 
@@ -431,7 +455,7 @@ def write_outputs(rows: list[dict], metadata: dict, out_dir: str | os.PathLike) 
 
 def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: int, mode: str, dtype: str,
                    device: str, attns: Sequence[str], repeats: int, warmup: int, compile_: bool,
-                   out_dir: str | os.PathLike, progress: bool = True,
+                   out_dir: str | os.PathLike, progress: bool = True, cuda_graphs: bool = False,
                    argv: Sequence[str] | None = None) -> int:
     """What tools/benchmark.py runs: benchmark, print the table, write JSON, CSV and plots.  Returns the
     exit status: 1 when a row failed with an error that is neither OOM nor 'skipped'."""
@@ -440,7 +464,7 @@ def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: 
     for k in ("triton", "mamba_ssm", "timing", "inputs"):  # the kernel benchmark's, not ours
         meta.pop(k, None)
     meta.update(timm=timm.__version__, batch=batch, mode=mode, dtype=dtype, repeats=repeats, warmup=warmup,
-                compile=compile_, memory_method=memory_method(device),
+                compile=compile_, cuda_graphs=cuda_graphs, memory_method=memory_method(device),
                 timing=("median of the timed calls after one probe call and the warm-up calls; " +
                         ("torch.cuda.Event pairs, synchronised" if device == "cuda" else "time.perf_counter")),
                 precision=("fp32" if dtype == "fp32" else
@@ -450,7 +474,8 @@ def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: 
     console.print(f"[bold]model benchmark[/] on {meta['device_name']} (torch {meta['torch']}, "
                   f"timm {meta['timm']}, {meta['threads']} threads)")
     rows = run_benchmark(models, resolutions, batch=batch, mode=mode, dtype=dtype, device=device, attns=attns,
-                         repeats=repeats, warmup=warmup, compile_=compile_, progress=progress)
+                         repeats=repeats, warmup=warmup, compile_=compile_, cuda_graphs=cuda_graphs,
+                         progress=progress)
     console.print(render_table(rows))
     console.print(f"memory: {meta['memory_method']}", markup=False, highlight=False, soft_wrap=True)
     for path in write_outputs(rows, meta, out_dir):

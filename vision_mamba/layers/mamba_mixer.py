@@ -9,7 +9,9 @@
 Bidirectional (Vim's bimamba_type="v2"): in_proj and out_proj are shared; a second set of
 conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b scans the reversed sequence (x and z both reversed), its
 output is reversed back and added to the forward one, and `if_divide_out` halves the sum before
-out_proj.  Parameter names are those of mamba_ssm's `Mamba` module (Vim's fork), so official state
+out_proj.  Nothing is actually flipped: conv1d_b on the reversed sequence, reversed back, is the
+anti-causal conv with the taps flipped, the projections act per token, and the scan runs backwards in
+time (the Triton backend's reverse=True; other backends flip around the scan).  Parameter names are those of mamba_ssm's `Mamba` module (Vim's fork), so official state
 dicts load unchanged.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vision_mamba.kernels import selective_scan
+from vision_mamba.kernels.selective.api import resolve_backend
 
 # parameter-name suffix of each scan direction: "" forward (mamba_ssm's names), "_b" backward (Vim's)
 _DIRECTIONS = {False: ("",), True: ("", "_b")}
@@ -113,16 +116,29 @@ class MambaMixer(nn.Module):
     def _direction(self, suffix: str) -> _Direction:
         return _Direction(**{field: getattr(self, name) for field, name in _names(suffix).items()})
 
-    def _scan(self, xz: torch.Tensor, p: _Direction) -> torch.Tensor:
-        """(B, 2 * d_inner, L) -> gated SSM output (B, d_inner, L) of one direction."""
+    def _scan(self, xz: torch.Tensor, p: _Direction, reverse: bool = False) -> torch.Tensor:
+        """(B, 2 * d_inner, L) -> gated SSM output (B, d_inner, L) of one direction; reverse=True is the
+        backward direction, in the original time order."""
         length = xz.shape[-1]
         x, z = xz.chunk(2, dim=1)
-        x = F.silu(p.conv1d(x)[..., :length])  # keep the first L outputs: causal
+        if reverse:  # conv1d_b over the reversed sequence == flipped taps looking forward, no flip
+            pad = self.d_conv - 1
+            x = F.silu(F.conv1d(x, p.conv1d.weight.flip(-1), p.conv1d.bias, padding=pad, groups=self.d_inner)[..., pad:])
+        else:
+            x = F.silu(p.conv1d(x)[..., :length])  # keep the first L outputs: causal
         dt, B, C = torch.split(p.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, p.dt_proj.weight).transpose(1, 2)  # its bias enters the scan as delta_bias
-        return selective_scan(
-            x, delta, -torch.exp(p.A_log.float()), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
-            p.D.float(), z=z, delta_bias=p.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend)
+        # B, C, delta and z stay time-major views: the Triton kernels read them through their strides
+        args = dict(u=x, delta=delta, A=-torch.exp(p.A_log.float()), B=B.transpose(1, 2), C=C.transpose(1, 2),
+                    D=p.D.float(), z=z, delta_bias=p.dt_proj.bias.float(), delta_softplus=True)
+        if not reverse:
+            return selective_scan(**args, backend=self.scan_backend)
+        if resolve_backend(self.scan_backend, x, args["A"]) == "triton":
+            from vision_mamba.kernels.selective.triton_fused import selective_scan_triton
+            return selective_scan_triton(**args, reverse=True)
+        timed = ("u", "delta", "B", "C", "z")
+        flipped = {k: v.flip(-1) if k in timed else v for k, v in args.items()}
+        return selective_scan(**flipped, backend=self.scan_backend).flip(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
@@ -130,7 +146,7 @@ class MambaMixer(nn.Module):
         xz = self.in_proj(x).transpose(1, 2)
         y = self._scan(xz, self._direction(""))
         if self.bidirectional:
-            y = y + self._scan(xz.flip(-1), self._direction("_b")).flip(-1)
+            y = y + self._scan(xz, self._direction("_b"), reverse=True)
             if self.if_divide_out:
                 y = y / 2
         return self.out_proj(y.transpose(1, 2))

@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from vision_mamba.layers.mamba_mixer import MambaMixer
 
 from ._checkpoint import unwrap_state_dict
+from ._inputs import check_matches
 
 __all__ = ["MambaLayer", "UMambaBot", "UMambaEnc", "checkpoint_filter_fn", "official_block_counts",
            "umamba_bot", "umamba_enc"]
@@ -371,6 +372,7 @@ class _UMamba(nn.Module):
                              f"{self.in_channels}, {axes}) with sizes >= 1 for spatial_dims={self.spatial_dims}")
         if not x.is_floating_point():
             raise ValueError(f"{name}: x has dtype {x.dtype}, expected a floating-point image")
+        check_matches(x, self.encoder.stem[0].conv1.weight, name)
 
     def _encode(self, x: torch.Tensor) -> List[torch.Tensor]:
         return self.encoder(x)

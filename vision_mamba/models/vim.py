@@ -12,6 +12,8 @@ the same outputs:
     head              linear on the class token
 
 Unlike the official model, the position embedding is resampled to the patch grid of any input.
+mixer="ssd" gives the Mamba-2 variants (vim_*_ssd_*, ours): the same network with a bidirectional
+Mamba-2 mixer (vision_mamba.layers.SSDMixer) in place of bimamba v2.
 """
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ from timm.models._manipulate import checkpoint
 
 from vision_mamba.layers.gated_cnn import GatedCNNMixer
 from vision_mamba.layers.mamba_mixer import MambaMixer
+from vision_mamba.layers.ssd_mixer import SSDMixer
 
 from ._checkpoint import unwrap_state_dict
-from ._inputs import check_image
+from ._inputs import check_image, positive_int
 
 __all__ = ["VisionMamba", "checkpoint_filter_fn"]
 
@@ -79,7 +82,8 @@ class VimPatchEmbed(nn.Module):
         return tuple((s - p) // t + 1 for s, p, t in zip(img_size, self.patch_size, self.stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(x, self.proj.in_channels, max(self.patch_size), "VisionMamba")
+        check_image(x, self.proj.in_channels, max(self.patch_size), "VisionMamba", like=self.proj.weight,
+                    patch_grid=(self.patch_size, self.stride))
         return self.proj(x).permute(0, 2, 3, 1)
 
 
@@ -140,8 +144,9 @@ class VisionMamba(nn.Module):
         d_state, expand, d_conv: Mamba mixer sizes (N, d_inner / dim, conv taps).
         bimamba_type: "v2" (bidirectional, the released models) or "none" (forward scan only).
         if_divide_out: average the two scan directions (the released models: True).
-        mixer: 'mamba' or 'gated_cnn'.  mixer_cfg: extra keyword arguments of the mixer
-            (e.g. dt_min for Mamba, expansion_ratio / kernel_size for the gated CNN).
+        mixer: 'mamba', 'ssd' (Mamba-2, `SSDMixer`) or 'gated_cnn'.  mixer_cfg: extra keyword arguments
+            of the mixer (e.g. dt_min for Mamba, headdim / chunk_size for SSD, expansion_ratio /
+            kernel_size for the gated CNN).
         use_middle_cls_token: class token in the middle of the sequence (True) or at its start.
         norm_eps, residual_in_fp32: RMSNorm eps, fp32 residual stream.
         drop_rate: dropout after the position embedding.  drop_path_rate: stochastic depth; like the
@@ -167,6 +172,12 @@ class VisionMamba(nn.Module):
                  norm_eps: float = 1e-5, residual_in_fp32: bool = True, drop_rate: float = 0.,
                  drop_path_rate: float = 0., scan_backend: str = "auto"):
         super().__init__()
+        for name, value, minimum in (("in_chans", in_chans, 1), ("num_classes", num_classes, 0),
+                                     ("embed_dim", embed_dim, 1), ("depth", depth, 1),
+                                     ("patch_size", patch_size, 1), ("stride", stride or patch_size, 1)):
+            positive_int("VisionMamba", name, value, minimum)
+        if min(to_2tuple(img_size)) < patch_size:
+            raise ValueError(f"VisionMamba: img_size={img_size!r}, expected at least patch_size={patch_size}")
         if global_pool not in ("token", "avg", ""):
             raise ValueError(f"VisionMamba: global_pool={global_pool!r}, expected 'token', 'avg' or ''")
         if bimamba_type not in ("v2", "none"):
@@ -175,10 +186,14 @@ class VisionMamba(nn.Module):
             make_mixer = partial(MambaMixer, d_state=d_state, expand=expand, d_conv=d_conv,
                                  bidirectional=bimamba_type == "v2", if_divide_out=if_divide_out,
                                  scan_backend=scan_backend, **(mixer_cfg or {}))
+        elif mixer == "ssd":
+            make_mixer = partial(SSDMixer, d_state=d_state, expand=expand, d_conv=d_conv,
+                                 bidirectional=bimamba_type == "v2", if_divide_out=if_divide_out,
+                                 scan_backend=scan_backend, **(mixer_cfg or {}))
         elif mixer == "gated_cnn":
             make_mixer = partial(PatchGridGatedCNN, **(mixer_cfg or {}))
         else:
-            raise ValueError(f"VisionMamba: mixer={mixer!r}, expected 'mamba' or 'gated_cnn'")
+            raise ValueError(f"VisionMamba: mixer={mixer!r}, expected 'mamba', 'ssd' or 'gated_cnn'")
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
@@ -217,7 +232,8 @@ class VisionMamba(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None and not getattr(m.bias, "_no_reinit", False):
                 nn.init.zeros_(m.bias)
         for layer in self.layers:
-            residual_proj = layer.mixer.out_proj if isinstance(layer.mixer, MambaMixer) else layer.mixer.fc2
+            residual_proj = (layer.mixer.out_proj if isinstance(layer.mixer, (MambaMixer, SSDMixer))
+                             else layer.mixer.fc2)
             nn.init.kaiming_uniform_(residual_proj.weight, a=math.sqrt(5))
             with torch.no_grad():
                 residual_proj.weight /= math.sqrt(len(self.layers))
@@ -242,6 +258,7 @@ class VisionMamba(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        positive_int("reset_classifier", "num_classes", num_classes, minimum=0)
         if global_pool is not None:
             if global_pool not in ("token", "avg", ""):
                 raise ValueError(f"reset_classifier: global_pool={global_pool!r}, expected 'token', 'avg' or ''")
@@ -287,6 +304,9 @@ class VisionMamba(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] < 2 or x.shape[2] != self.embed_dim:
+            raise ValueError(f"VisionMamba.forward_head: x has shape {tuple(x.shape)}, expected (batch, tokens >= 2, "
+                             f"{self.embed_dim}) as forward_features returns")
         x = self.pool(x)
         return x if pre_logits else self.head(x)
 
@@ -397,12 +417,18 @@ default_cfgs = generate_default_cfgs({
     "vim_tiny_gcnn_patch16_224": _cfg(),
     "vim_small_gcnn_patch16_224": _cfg(),
     "vim_base_gcnn_patch16_224": _cfg(),
+    "vim_tiny_ssd_patch16_224": _cfg(),
+    "vim_small_ssd_patch16_224": _cfg(),
+    "vim_base_ssd_patch16_224": _cfg(),
 })
 
 _TINY = dict(embed_dim=192, depth=24)
 _SMALL = dict(embed_dim=384, depth=24)
 _BASE = dict(embed_dim=768, depth=24)
 _GCNN = dict(mixer="gated_cnn", global_pool="avg")
+# Mamba-2 variants (ours; no official Vim release uses SSD): bidirectional Mamba-2 mixers with
+# mamba_ssm's Mamba2 defaults (headdim 64, one B/C group) and d_state 64 as VMamba's m2 models
+_SSD = dict(mixer="ssd", d_state=64)
 
 
 @register_model
@@ -448,3 +474,18 @@ def vim_small_gcnn_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamb
 @register_model
 def vim_base_gcnn_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
     return _create_vim("vim_base_gcnn_patch16_224", pretrained, **{**_BASE, **_GCNN, **kwargs})
+
+
+@register_model
+def vim_tiny_ssd_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    return _create_vim("vim_tiny_ssd_patch16_224", pretrained, **{**_TINY, **_SSD, **kwargs})
+
+
+@register_model
+def vim_small_ssd_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    return _create_vim("vim_small_ssd_patch16_224", pretrained, **{**_SMALL, **_SSD, **kwargs})
+
+
+@register_model
+def vim_base_ssd_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    return _create_vim("vim_base_ssd_patch16_224", pretrained, **{**_BASE, **_SSD, **kwargs})

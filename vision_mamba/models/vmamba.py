@@ -14,6 +14,7 @@ The Sequential indices (0, 2, 5, 7 and 1, 3) are the official ones: the official
 identity/permute slots there for their channel-last variants, which channel-first never needs.
 
 mixer="gated_cnn" gives the SSM-free twin: the same network with MambaOut's gated CNN in place of SS2D.
+mixer="ssd" gives the official Mamba-2 configs (vmamba_*_m2: forward type "m0_noz", SSD2D in place of SS2D).
 """
 from __future__ import annotations
 
@@ -29,13 +30,14 @@ from timm.models._features import feature_take_indices
 
 from vision_mamba.layers.gated_cnn import GatedCNNMixer
 from vision_mamba.layers.ss2d import LN_EPS, SS2D, Linear2d
+from vision_mamba.layers.ssd_mixer import SSD2D
 
 from ._checkpoint import unwrap_state_dict
-from ._inputs import check_image
+from ._inputs import check_image, positive_int
 
 __all__ = ["VSSM", "VSSBlock", "checkpoint_filter_fn"]
 
-MIXERS = ("ss2d", "gated_cnn")
+MIXERS = ("ss2d", "ssd", "gated_cnn")
 
 
 def _norm(dim: int) -> nn.Module:
@@ -59,8 +61,8 @@ class Mlp(nn.Module):
 class VSSBlock(nn.Module):
     """(B, C, H, W) -> (B, C, H, W): x + drop_path(op(norm(x))); x + drop_path(mlp(norm2(x))).
 
-    op is SS2D (mixer "ss2d", built from ssm_kwargs) or the gated CNN (mixer "gated_cnn", which runs
-    channel-last, so the block permutes around it).
+    op is SS2D (mixer "ss2d", built from ssm_kwargs), its Mamba-2 form SSD2D (mixer "ssd", same kwargs)
+    or the gated CNN (mixer "gated_cnn", which runs channel-last, so the block permutes around it).
     """
 
     def __init__(self, dim: int, mixer: str = "ss2d", drop_path: float = 0.0, mlp_ratio: float = 4.0,
@@ -70,7 +72,8 @@ class VSSBlock(nn.Module):
             raise ValueError(f"VSSBlock: mixer={mixer!r}, expected one of {MIXERS}")
         self.op_channels_last = mixer == "gated_cnn"
         self.norm = _norm(dim)
-        self.op = GatedCNNMixer(dim) if self.op_channels_last else SS2D(dim, **(ssm_kwargs or {}))
+        self.op = GatedCNNMixer(dim) if self.op_channels_last else (
+            SSD2D if mixer == "ssd" else SS2D)(dim, **(ssm_kwargs or {}))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = _norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=mlp_drop)
@@ -138,7 +141,7 @@ class VSSM(nn.Module):
     """VMamba v2 backbone + classifier.
 
     depths: blocks per stage; dims: stage widths (an int d means d, 2d, 4d, 8d).
-    mixer: "ss2d" (VMamba) or "gated_cnn" (the SSM-free twin).
+    mixer: "ss2d" (VMamba), "ssd" (VMamba's Mamba-2 form) or "gated_cnn" (the SSM-free twin).
     ssm_*: SS2D settings (d_state, ratio, dt_rank, conv kernel, conv bias); ordering: scan ordering;
     scan_backend: the selective_scan backend ("auto", "torch", "triton", "reference");
     cross_scan_backend: the cross_scan / cross_merge backend ("auto", "reference", "triton").
@@ -152,6 +155,10 @@ class VSSM(nn.Module):
                  mlp_ratio: float = 4.0,
                  drop_rate: float = 0.0, mlp_drop_rate: float = 0.0, drop_path_rate: float = 0.1):
         super().__init__()
+        positive_int("VSSM", "in_chans", in_chans)
+        positive_int("VSSM", "num_classes", num_classes, minimum=0)
+        for i, depth in enumerate(depths):
+            positive_int("VSSM", f"depths[{i}]", depth)
         num_stages = len(depths)
         if isinstance(dims, int):
             dims = tuple(dims * 2 ** i for i in range(num_stages))
@@ -224,6 +231,7 @@ class VSSM(nn.Module):
         return self.classifier.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        positive_int("reset_classifier", "num_classes", num_classes, minimum=0)
         self.num_classes = num_classes
         self.classifier.reset(num_classes, global_pool)
 
@@ -277,7 +285,7 @@ class VSSM(nn.Module):
         return take_indices
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(x, self.patch_embed[0].in_channels, 1, "VSSM")
+        check_image(x, self.patch_embed[0].in_channels, 1, "VSSM", like=self.patch_embed[0].weight)
         return self.patch_embed(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -288,6 +296,9 @@ class VSSM(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"VSSM.forward_head: x has shape {tuple(x.shape)}, expected (batch, {self.num_features}, "
+                             f"H, W) as forward_features returns")
         return self.classifier(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -360,6 +371,9 @@ default_cfgs = generate_default_cfgs({
     "vmamba_tiny_gcnn": _cfg(),
     "vmamba_small_gcnn": _cfg(),
     "vmamba_base_gcnn": _cfg(),
+    "vmamba_tiny_m2": _cfg(),
+    "vmamba_small_m2": _cfg(),
+    "vmamba_base_m2": _cfg(),
 })
 
 # the official configs (classification/configs/vssm/vmambav2{,v}_{tiny,small,base}_224.yaml);
@@ -374,6 +388,14 @@ MODEL_ARGS = {
     "vmamba_tiny_gcnn": dict(depths=(2, 2, 8, 2), dims=96, mixer="gated_cnn", drop_path_rate=0.2),
     "vmamba_small_gcnn": dict(depths=(2, 2, 15, 2), dims=96, mixer="gated_cnn", drop_path_rate=0.3),
     "vmamba_base_gcnn": dict(depths=(2, 2, 15, 2), dims=128, mixer="gated_cnn", drop_path_rate=0.6),
+    # Mamba-2 (the official vmamba_{tiny,small,base}_m2 of classification/models/vmamba.py: SS2D
+    # forward type "m0_noz", d_state 64, ssm ratio 1, GELU, conv 3 without bias; no released weights)
+    "vmamba_tiny_m2": dict(depths=(2, 2, 4, 2), dims=96, mixer="ssd", ssm_d_state=64, ssm_ratio=1.0,
+                           drop_path_rate=0.2),
+    "vmamba_small_m2": dict(depths=(2, 2, 12, 2), dims=96, mixer="ssd", ssm_d_state=64, ssm_ratio=1.0,
+                            drop_path_rate=0.3),
+    "vmamba_base_m2": dict(depths=(2, 2, 12, 2), dims=128, mixer="ssd", ssm_d_state=64, ssm_ratio=1.0,
+                           drop_path_rate=0.3),
 }
 
 
@@ -424,3 +446,18 @@ def vmamba_small_gcnn(pretrained: bool = False, **kwargs) -> VSSM:
 @register_model
 def vmamba_base_gcnn(pretrained: bool = False, **kwargs) -> VSSM:
     return _vmamba("vmamba_base_gcnn", pretrained, kwargs)
+
+
+@register_model
+def vmamba_tiny_m2(pretrained: bool = False, **kwargs) -> VSSM:
+    return _vmamba("vmamba_tiny_m2", pretrained, kwargs)
+
+
+@register_model
+def vmamba_small_m2(pretrained: bool = False, **kwargs) -> VSSM:
+    return _vmamba("vmamba_small_m2", pretrained, kwargs)
+
+
+@register_model
+def vmamba_base_m2(pretrained: bool = False, **kwargs) -> VSSM:
+    return _vmamba("vmamba_base_m2", pretrained, kwargs)

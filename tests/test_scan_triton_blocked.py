@@ -1,0 +1,152 @@
+"""The Triton backend's two kernels ("blocked", "chunked") and the reverse (t = L-1 .. 0) scan, against the
+fp64 reference: y, the last state and every gradient, in fp32 and bf16, across chunk and segment
+boundaries, with time-major (strided) inputs read in place, and through the forward/backward pair.
+
+Shapes are small (the interpreter runs every time step as Python); the blocked kernel's configuration is
+forced down to 4-step chunks and several segments so that every fold and carry path runs.
+"""
+import functools
+
+import pytest
+import torch
+
+from conftest import TRITON_DEVICE, make_inputs, rel_err, run_scan, upcast
+from vision_mamba.kernels.selective import selective_scan_reference, triton_blocked, triton_fused
+
+pytestmark = pytest.mark.triton_interpret
+
+TIME_AXIS_INPUTS = ("u", "delta", "z", "B", "C")
+
+
+def reversed_reference(**kw):
+    """The reverse scan by definition: flip every time axis in, scan forward, flip y back."""
+    flip = {k: (v.flip(-1) if k in TIME_AXIS_INPUTS and v is not None else v) for k, v in kw.items()}
+    out = selective_scan_reference(**flip)
+    return (out[0].flip(-1), out[1]) if isinstance(out, tuple) else out.flip(-1)
+
+
+def check(ins, kernel, reverse, *, softplus=True, tol=1e-5, loss_on="both", ref_inputs=None):
+    got = run_scan(functools.partial(triton_fused.selective_scan_triton, kernel=kernel, reverse=reverse), ins,
+                   softplus=softplus, return_last_state=True, loss_on=loss_on)
+    ref_fn = reversed_reference if reverse else selective_scan_reference
+    ref = run_scan(ref_fn, upcast(ref_inputs or ins), softplus=softplus, return_last_state=True, loss_on=loss_on)
+    errs = {"y": rel_err(got[0], ref[0]), "last": rel_err(got[1], ref[1])}
+    errs.update({"d" + k: rel_err(got[2][k], g) for k, g in ref[2].items() if g is not None})
+    bad = {k: v for k, v in errs.items() if not v < tol}
+    assert not bad, f"{kernel} reverse={reverse}: above {tol}: {bad} (all {errs})"
+    return got
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """4-step chunks, 3 forward and 2 backward segments, 4-channel blocks (several blocks, a masked tail)."""
+    cfg = triton_blocked.BlockedConfig(block_d=4, chunk=4, n_segs=3, n_segs_bwd=2, num_warps=1)
+    monkeypatch.setattr(triton_fused, "blocked_config", lambda *shape: cfg)
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length: (32, 1))   # chunked: 32-step chunks
+
+
+@pytest.mark.parametrize("kernel", ["blocked", "chunked"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("batch,dim,length,n,groups,options", [
+    (1, 6, 37, 4, 1, True),     # odd L, partial last chunk and segment, 2 channel blocks (one masked)
+    (1, 8, 33, 4, 2, False),    # two B/C groups, no D/z/bias, softplus off
+])
+def test_kernels_match_reference(small_blocks, kernel, reverse, batch, dim, length, n, groups, options):
+    ins = make_inputs(batch, dim, length, n, groups, D=options, z=options, delta_bias=options, softplus=options,
+                      seed=length + n, device=TRITON_DEVICE)
+    check(ins, kernel, reverse, softplus=options)
+
+
+@pytest.mark.parametrize("loss_on", ["y", "last"])
+def test_blocked_default_config_and_loss_paths(loss_on):
+    """The shipped configuration (one segment at this size) and the dout=None / dlast=None paths."""
+    ins = make_inputs(2, 16, 29, 16, 1, seed=5, device=TRITON_DEVICE)
+    check(ins, "blocked", True, loss_on=loss_on)
+
+
+def test_blocked_reads_time_major_inputs_in_place(small_blocks):
+    """Vim's projections give (batch, L, dim) tensors viewed as (batch, dim, L): read through strides."""
+    ins = make_inputs(1, 8, 21, 4, 1, seed=11, device=TRITON_DEVICE)
+    strided = {k: (v.transpose(-1, -2).contiguous().transpose(-1, -2) if k in TIME_AXIS_INPUTS else v)
+               for k, v in ins.items()}
+    assert not strided["u"].is_contiguous() and strided["u"].stride(1) == 1
+    check(strided, "blocked", False, ref_inputs=ins)
+    y = triton_fused.selective_scan_triton(**strided, delta_softplus=True, kernel="blocked")
+    assert y.stride() == strided["u"].stride()       # y comes out in u's layout: no copy either way
+
+
+@pytest.mark.parametrize("kernel", ["blocked", "chunked"])
+def test_bf16(small_blocks, kernel):
+    ins = make_inputs(1, 8, 19, 4, 1, dtype=torch.bfloat16, seed=2, device=TRITON_DEVICE)
+    got = check(ins, kernel, True, tol=1e-2)
+    assert got[0].dtype == torch.bfloat16 and got[2]["u"].dtype == torch.bfloat16
+
+
+def test_forward_backward_pair_and_inference_checkpoints(small_blocks):
+    """The plain-function halves: store_checkpoints=False keeps only the final state (inference), and
+    backward refuses those checkpoints with a named error."""
+    ins = make_inputs(1, 8, 18, 4, 1, seed=4, device=TRITON_DEVICE)
+    y, ckpt = triton_fused.forward(**ins, delta_softplus=True, kernel="blocked")
+    y1, last = triton_fused.forward(**ins, delta_softplus=True, kernel="blocked", store_checkpoints=False)
+    assert ckpt.shape == (1, 8, 18 // 4 + 2, 4) and last.shape == (1, 8, 1, 4)
+    assert torch.equal(y, y1) and torch.allclose(ckpt[:, :, -1], last[:, :, 0], rtol=1e-6, atol=1e-6)
+    dout = torch.randn_like(y)
+    grads = triton_fused.backward(dout, None, **ins, checkpoints=ckpt, delta_softplus=True, kernel="blocked")
+    assert [g.shape for g in grads] == [ins[k].shape for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    with pytest.raises(ValueError, match="checkpoints have shape"):
+        triton_fused.backward(dout, None, **ins, checkpoints=last, delta_softplus=True, kernel="blocked")
+
+
+def test_kernel_choice_and_bad_names():
+    # the H100 measurements (choose_kernel's docstring) keep the chunked kernel the default everywhere
+    assert triton_fused.choose_kernel(8, 768, 4097, 16) == "chunked"
+    assert triton_fused.choose_kernel(64, 768, 197, 16) == "chunked"
+    assert triton_fused.choose_kernel(64, 768, 3136, 1, 4, 4) == "chunked"
+    cfg = triton_blocked.default_config(4, 768, 16384, 16)
+    assert cfg.block_d * 16 == 256 and cfg.n_segs > 1          # few programs: the sequence is segmented
+    assert triton_blocked.default_config(64, 768, 197, 16).n_segs == 1
+    assert triton_blocked.fits(768, 4, 4, triton_blocked.default_config(2, 768, 64, 8, 4, 4).block_d)
+    ins = make_inputs(1, 2, 5, 4, 1, device=TRITON_DEVICE)
+    with pytest.raises(ValueError, match="kernel='fast'"):
+        triton_fused.selective_scan_triton(**ins, kernel="fast")
+    with pytest.raises(ValueError, match="block_d=3"):
+        triton_blocked.BlockedConfig(block_d=3, chunk=4, n_segs=1, n_segs_bwd=1, num_warps=1)
+
+
+def test_bidirectional_mixer_triton_matches_torch():
+    """Vim's mixer on the Triton backend (reverse scan in place, strided B/C/delta/z, anti-causal conv)
+    equals the same mixer on the torch backend (flips around the scan), output and every gradient."""
+    from vision_mamba.layers.mamba_mixer import MambaMixer
+    torch.manual_seed(0)
+    mixer = MambaMixer(8, d_state=4, bidirectional=True, if_divide_out=True).to(TRITON_DEVICE)
+    x = torch.randn(1, 11, 8, device=TRITON_DEVICE)
+    outs = []
+    for backend in ("triton", "torch"):
+        mixer.scan_backend = backend
+        mixer.zero_grad()
+        xi = x.clone().requires_grad_()
+        y = mixer(xi)
+        (y * torch.linspace(-1, 1, y.numel(), device=y.device).view_as(y)).sum().backward()
+        outs.append((y.detach(), xi.grad, {k: p.grad.clone() for k, p in mixer.named_parameters()}))
+    (y, gx, gp), (y_ref, gx_ref, gp_ref) = outs
+    assert rel_err(y, y_ref) < 1e-5 and rel_err(gx, gx_ref) < 1e-5
+    for name in gp_ref:
+        assert rel_err(gp[name], gp_ref[name]) < 1e-5, name
+
+
+def test_no_checkpoints_under_no_grad(monkeypatch):
+    """Inference stores only the final state even when parameters require grad (as in a model)."""
+    seen = []
+    real = triton_fused.forward
+
+    def spy(*args, **kw):
+        out = real(*args, **kw)
+        seen.append(out[1].shape[2])
+        return out
+    monkeypatch.setattr(triton_fused, "forward", spy)
+    ins = make_inputs(1, 4, 9, 4, 1, seed=1, device=TRITON_DEVICE)
+    ins["D"].requires_grad_()
+    with torch.no_grad():
+        triton_fused.selective_scan_triton(**ins, delta_softplus=True, kernel="blocked")
+    triton_fused.selective_scan_triton(**ins, delta_softplus=True, kernel="blocked")
+    assert seen[0] == 1 and seen[1] > 1
