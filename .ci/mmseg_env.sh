@@ -15,6 +15,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A venv that sees the packages of the python3 running this script -- torch above all -- behind its own
+# (`--system-site-packages` alone would show the base interpreter's, not those of a venv CI runs in).
+see_parent_packages() {
+    python3 -m venv --system-site-packages "$1"
+    python3 -c "import site; print('\\n'.join(site.getsitepackages()))" \
+        > "$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_parent_env.pth"
+}
+
+
 MMCV_VERSION=2.1.0
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -29,7 +38,7 @@ if [ -z "$(cached_wheel)" ]; then
     mkdir -p "$cache_root"
     tmp=$(mktemp -d "$cache_root/.build-XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
-    python3 -m venv --system-site-packages "$tmp/venv"
+    see_parent_packages "$tmp/venv"
     "$tmp/venv/bin/python" -m pip install -q ninja wheel "setuptools<70"
     "$tmp/venv/bin/python" -m pip download -q --no-deps --no-binary :all: --no-build-isolation \
         "mmcv==$MMCV_VERSION" -d "$tmp"
@@ -55,6 +64,8 @@ fi
 step "install mmcv (cached wheel), then the project with the [mmseg] extra (mmengine, mmsegmentation 1.2.2, ...)"
 python3 -m pip install "$(cached_wheel)"
 python3 -m pip install -e ".[mmseg]"
+# the nuclei demo's image ships inside stardist; only its data files are read (no TensorFlow)
+python3 -m pip install --no-deps stardist
 python3 -c "import mmcv, mmcv._ext, mmseg, mmseg.models; print(f'mmcv {mmcv.__version__} with compiled ops, mmseg {mmseg.__version__}')"
 
 step "tests: python3 -m pytest -q -m mmseg"

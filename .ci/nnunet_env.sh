@@ -7,9 +7,18 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A venv that sees the packages of the python3 running this script -- torch above all -- behind its own
+# (`--system-site-packages` alone would show the base interpreter's, not those of a venv CI runs in).
+see_parent_packages() {
+    python3 -m venv --system-site-packages "$1"
+    python3 -c "import site; print('\\n'.join(site.getsitepackages()))" \
+        > "$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_parent_env.pth"
+}
+
+
 venv=${VISION_MAMBA_NNUNET_VENV:-$HOME/.cache/vision_mamba/nnunet-venv}
 printf '\n==> nnU-Net venv %s: python3 -m pip install -e ".[nnunet]"\n' "$venv"
-python3 -m venv --system-site-packages "$venv"
+see_parent_packages "$venv"
 "$venv/bin/python" -m pip install -q -e ".[nnunet]"
 "$venv/bin/python" -c "import nnunetv2, timm; print(f'nnunetv2 with timm {timm.__version__}')"
 

@@ -8,7 +8,9 @@ Importing this module registers, in mmseg's registries (so configs can name them
   for the plain Vim and its twin).
 * OPTIM_WRAPPER_CONSTRUCTORS: `TimmLayerDecayOptimWrapperConstructor` -- BEiT-style layer-wise
   learning-rate decay (the official Vim segmentation recipe) over the layers the backbone's timm model
-  declares through its `group_matcher`.
+  declares through its `group_matcher`.  Registered in mmengine's root registry, which mmseg's
+  registry falls back to: the Runner (default scope "mmseg") and a bare `mmengine.optim.build_optim_wrapper`
+  (no scope) both find it.
 
 A config loads it with
 
@@ -25,13 +27,15 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
-from timm.optim import param_groups_layer_decay
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from mmseg.registry import MODELS
+from timm.models import group_parameters
+from timm.models._manipulate import MATCH_PREV_GROUP
 from torch import nn
 
 from vision_mamba.tasks.features import create_feature_backbone
 
-__all__ = ["TimmLayerDecayOptimWrapperConstructor", "VisionMambaBackbone", "layered_trunk"]
+__all__ = ["TimmLayerDecayOptimWrapperConstructor", "VisionMambaBackbone", "layered_trunk", "trunk_layers"]
 
 
 @MODELS.register_module()
@@ -98,6 +102,20 @@ def layered_trunk(model: nn.Module) -> Tuple[str, nn.Module]:
                      f"with group_matcher(), so layer-wise lr decay has no layers to decay over")
 
 
+def trunk_layers(trunk: nn.Module) -> dict:
+    """Parameter name -> layer id, BEiT's numbering: the stem 0, block i i + 1, and one layer above the
+    last block for what follows it (the final norm; the heads share it at lr x 1).
+
+    Read from the model's timm `group_matcher`.  timm's own layer decay folds the final norm into the
+    last block (its MATCH_PREV_GROUP ordinal 99999), so the last block would train at the full lr;
+    here that entry gets a layer of its own, as mmseg's BEiT / official Vim recipe counts it.
+    """
+    matcher = trunk.group_matcher(coarse=False)
+    own_layer = {key: [(regex, (99998,) if ordinal == MATCH_PREV_GROUP else ordinal) for regex, ordinal in rules]
+                 if isinstance(rules, (list, tuple)) else rules for key, rules in matcher.items()}
+    return group_parameters(trunk, own_layer, reverse=True)
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class TimmLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Layer-wise learning-rate decay (BEiT; the official Vim segmentation recipe) for mmengine.
@@ -106,10 +124,9 @@ class TimmLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                              optimizer=dict(type="AdamW", lr=1e-4, weight_decay=0.05),
                              paramwise_cfg=dict(layer_decay_rate=0.95))
 
-    The backbone's timm model (`layered_trunk`) is split into layers by timm's
-    `param_groups_layer_decay`, from the model's own `group_matcher`: for Vim the stem (patch
-    embedding, position embedding, class token) is layer 0, block i is layer i + 1, the final norm the
-    last layer L.  Layer l trains at lr * rate ** (L - l) -- the numbers mmseg's BEiT constructor gives
+    The backbone's timm model (`layered_trunk`) is split into layers from its own `group_matcher`
+    (`trunk_layers`): for Vim the stem (patch embedding, position embedding, class token) is layer 0,
+    block i is layer i + 1, the final norm the last layer L = depth + 1.  Layer l trains at lr * rate ** (L - l) -- the numbers mmseg's BEiT constructor gives
     -- and everything outside the trunk (the feature pyramid, the decode and auxiliary heads) at lr.
     No weight decay on 1-D parameters (norms, biases) nor on the trunk's `no_weight_decay()` names
     (position embedding, class token, A_log, D).
@@ -132,20 +149,26 @@ class TimmLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(f"TimmLayerDecayOptimWrapperConstructor: the optimizer needs lr and weight_decay, "
                              f"got lr={self.base_lr!r}, weight_decay={self.base_wd!r}")
         trunk_name, trunk = layered_trunk(module)
-        no_decay_names = trunk.no_weight_decay() if callable(getattr(trunk, "no_weight_decay", None)) else ()
-        groups = param_groups_layer_decay(trunk, weight_decay=self.base_wd, no_weight_decay_list=no_decay_names,
-                                          layer_decay=rate)
+        no_decay_names = set(trunk.no_weight_decay()) if callable(getattr(trunk, "no_weight_decay", None)) else set()
+        layer_of = trunk_layers(trunk)
+        top = max(layer_of.values())
+        groups: dict = {}
+        for name, p in trunk.named_parameters():
+            if not p.requires_grad:
+                continue
+            no_decay = p.ndim <= 1 or name in no_decay_names
+            scale = rate ** (top - layer_of[name])
+            groups.setdefault((scale, no_decay), []).append(p)
         in_trunk = set()
-        for group in groups:
-            params.append(dict(params=group["params"], lr=self.base_lr * group["lr_scale"],
-                               weight_decay=group["weight_decay"]))
-            in_trunk.update(id(p) for p in group["params"])
+        for (scale, no_decay), group in groups.items():
+            params.append(dict(params=group, lr=self.base_lr * scale, weight_decay=0.0 if no_decay else self.base_wd))
+            in_trunk.update(id(p) for p in group)
         rest = [p for p in module.parameters() if p.requires_grad and id(p) not in in_trunk]
         for decays in (True, False):
             chosen = [p for p in rest if (p.ndim > 1) == decays]
             if chosen:
                 params.append(dict(params=chosen, lr=self.base_lr, weight_decay=self.base_wd if decays else 0.0))
-        scales = sorted({g["lr_scale"] for g in groups})
-        print_log(f"layer-wise lr decay {rate} over {len(scales)} layers of {trunk_name} "
+        scales = sorted({scale for scale, _ in groups})
+        print_log(f"layer-wise lr decay {rate} over {top + 1} layers of {trunk_name} "
                   f"({type(trunk).__name__}): lr x {scales[0]:.3g} .. x {scales[-1]:.3g}; "
                   f"{len(rest)} other parameter tensors at lr", logger="current")
