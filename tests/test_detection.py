@@ -311,14 +311,6 @@ def _predictions_from_targets(ds, shift: float = 0.0, wrong_label: bool = False)
     return out
 
 
-# Known defect (open in issue 5): torchvision's COCO wrapper hands a compressed-RLE segmentation dict to
-# pycocotools.mask.frPyObjects, which (pycocotools 2.0.11) reads any dict as *uncompressed* RLE and fails
-# on the counts string; strict, so the mark has to go when vision_mamba.tasks.coco decodes RLE itself.
-RLE_DEFECT = pytest.mark.xfail(strict=True, raises=ValueError,
-                               reason="compressed RLE through torchvision's CocoDetection wrapper fails (pycocotools 2.0.11)")
-
-
-@RLE_DEFECT
 def test_coco_eval_scores_known_predictions(tmp_path):
     ds = coco.CocoDetectionDataset(tmp_path / "images", _write_coco(tmp_path), masks=True)
 
@@ -363,7 +355,6 @@ def _cli_args(tmp_path, ann, arch="mask_rcnn", steps=2):
             "--warmup-steps", "1", "--log-interval", "1", "--output", str(tmp_path / "run")]
 
 
-@RLE_DEFECT
 def test_cli_trains_checkpoints_resumes_and_evaluates(tmp_path, capsys):
     from vision_mamba.tasks import det_cli
 
@@ -458,3 +449,29 @@ def test_stardist_demo_files_are_read_when_installed(tmp_path):
     summary = make_nuclei_tiles(tmp_path, tile=128)
     assert summary["train"]["images"] == 12 and summary["val"]["images"] == 4
     assert summary["train"]["instances"] + summary["val"]["instances"] >= 125  # 125 nuclei, some cut in two
+
+
+def test_annotation_mask_decodes_polygons_and_both_rle_forms():
+    """One square as a polygon, as uncompressed RLE (counts a list) and as compressed RLE (counts a str,
+    as JSON stores it): the same mask.  torchvision's wrapper failed on the compressed form."""
+    h, w = 12, 10
+    square = np.zeros((h, w), np.uint8)
+    square[2:7, 3:9] = 1
+    compressed = mask_utils.encode(np.asfortranarray(square))
+    counts, run, value = [], 0, 0
+    for pixel in square.flatten(order="F"):   # column-major runs, starting with zeros
+        if pixel == value:
+            run += 1
+        else:
+            counts.append(run)
+            run, value = 1, pixel
+    counts.append(run)
+    forms = {"polygon": [[3, 2, 9, 2, 9, 7, 3, 7]],
+             "uncompressed": {"size": [h, w], "counts": counts},
+             "compressed": {"size": [h, w], "counts": compressed["counts"].decode("ascii")}}
+    for name, seg in forms.items():
+        got = coco.annotation_mask(seg, h, w)
+        assert got.dtype == np.uint8 and got.shape == (h, w), name
+        assert np.array_equal(got, square), name
+    with pytest.raises(ValueError, match="expected polygons"):
+        coco.annotation_mask({"size": [h, w]}, h, w)

@@ -1,7 +1,9 @@
 """COCO-format detection data for torchvision's detectors, and COCO mAP with pycocotools' COCOeval.
 
 Reading: torchvision's CocoDetection (pycocotools underneath) wrapped for transforms v2, which turns
-each image's annotations into XYXY boxes and binary masks (polygons and RLE alike); category ids
+each image's annotations into XYXY boxes; masks are decoded here (`annotation_mask`: polygons,
+uncompressed and compressed RLE), not by the wrapper, which hands compressed RLE to
+`pycocotools.mask.frPyObjects` and fails on it (pycocotools 2.0.11 reads any dict as uncompressed); category ids
 become contiguous labels 1..K (0 is torchvision's background) and crowd regions are dropped from the
 training targets (COCOeval still sees them in the ground truth).  Evaluation maps predictions back
 to category ids and XYWH boxes (masks as RLE) and runs COCOeval for 'bbox' and / or 'segm'.
@@ -53,8 +55,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
             base = CocoDetection(str(images), str(annotations))
         self.coco = base.coco
         self.masks = masks
-        keys = ("image_id", "boxes", "labels", "iscrowd") + (("masks",) if masks else ())
-        self.data = wrap_dataset_for_transforms_v2(base, target_keys=keys)
+        self.data = wrap_dataset_for_transforms_v2(base, target_keys=("image_id", "boxes", "labels", "iscrowd"))
         self.cat_ids = sorted(self.coco.getCatIds())
         if not self.cat_ids:
             raise ValueError(f"COCO annotations {str(annotations)!r} declare no categories")
@@ -86,14 +87,36 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
             if n else torch.zeros(0, dtype=torch.int64),
         }
         if self.masks:
-            target["masks"] = tv_tensors.Mask(raw["masks"][keep] if n else
-                                              torch.zeros(0, height, width, dtype=torch.uint8))
+            # the wrapper's boxes / labels follow loadAnns(getAnnIds(image)): the same list, the same order
+            anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=int(raw["image_id"])))
+            masks = torch.from_numpy(np.stack([annotation_mask(a["segmentation"], height, width) for a in anns])) \
+                if n else torch.zeros(0, height, width, dtype=torch.uint8)
+            target["masks"] = tv_tensors.Mask(masks[keep] if n else masks)
         image, target = self.transforms(image, target)
         out = {"boxes": target["boxes"].as_subclass(torch.Tensor).float(), "labels": target["labels"],
                "image_id": int(raw["image_id"])}
         if self.masks:
             out["masks"] = target["masks"].as_subclass(torch.Tensor).to(torch.uint8)
         return image, out
+
+
+def annotation_mask(segmentation, height: int, width: int) -> np.ndarray:
+    """A COCO annotation's segmentation -> (height, width) uint8 mask: polygons (a list of flat x, y
+    lists), uncompressed RLE (counts a list) or compressed RLE (counts a str or bytes)."""
+    if isinstance(segmentation, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), (str, bytes)):
+        counts = segmentation["counts"]
+        rle = {"size": list(segmentation["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    else:
+        raise ValueError(f"COCO segmentation {str(segmentation)[:80]!r}: expected polygons (a list) or an RLE "
+                         f"dict with 'counts' (a list, or a str / bytes)")
+    mask = mask_utils.decode(rle)
+    if mask.shape[:2] != (height, width):
+        raise ValueError(f"COCO segmentation of size {mask.shape[:2]} on an image of {(height, width)}")
+    return mask.astype(np.uint8)
 
 
 def collate(batch):
@@ -172,5 +195,5 @@ def evaluate_detector(model: torch.nn.Module, loader, dataset: CocoDetectionData
     return metrics
 
 
-__all__ = ["IOU_TYPES", "STAT_NAMES", "CocoDetectionDataset", "coco_eval", "collate", "evaluate_detector",
+__all__ = ["IOU_TYPES", "STAT_NAMES", "CocoDetectionDataset", "annotation_mask", "coco_eval", "collate", "evaluate_detector",
            "to_coco_results"]
