@@ -312,8 +312,11 @@ class _Problem:
         self.nc = triton.cdiv(self.length, chunk_size)
         self.Lp = self.nc * chunk_size
         self.blocks = _blocks(self.headdim, self.dstate)
-        # fp32 inputs get exact fp32 dots; for bf16/fp16 inputs TF32 (10-bit mantissa) loses nothing
-        self.precision = "ieee" if x.dtype == torch.float32 else "tf32"
+        # exact fp32 dots for every input dtype.  TF32 for bf16/fp16 inputs gave, on the H100, gradients
+        # off by 10-500x (relative) for dstate 32 / 64 (VMamba m2's, Vim-SSD's) while dstate 16 passed, and
+        # tf32x3 crashed with an illegal address (docs/benchmarks.md, SSD section; root cause not found).
+        # IEEE costs 1.4x at the kernel level and up to 3.8x per Vim-SSD training step at dstate 64
+        self.precision = "ieee"
         self.device = x.device
 
     def sizes(self):
