@@ -64,15 +64,34 @@ def test_blocked_default_config_and_loss_paths(loss_on):
     check(ins, "blocked", True, loss_on=loss_on)
 
 
-def test_blocked_reads_time_major_inputs_in_place(small_blocks):
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_chunked_reads_channel_major_views_in_place(small_blocks, reverse):
+    """Vim's channel-major mixer hands the chunked kernel views with unit time stride but other batch /
+    channel strides (the gate z: half of the in-projection's output; u: a causal conv's first L outputs):
+    read in place, not copied, forward and backward."""
+    ins = make_inputs(2, 6, 37, 4, 1, seed=3, device=TRITON_DEVICE)
+    buf = torch.randn(2, 18, 40, device=TRITON_DEVICE)
+    views = dict(ins)
+    for k, lo in (("u", 0), ("delta", 6), ("z", 12)):
+        view = buf[:, lo:lo + 6, 3:]
+        view.copy_(ins[k])
+        views[k] = view
+    assert all(not views[k].is_contiguous() and views[k].stride(-1) == 1 for k in ("u", "delta", "z"))
+    assert all(triton_fused._rows(views[k])[0] is views[k] for k in ("u", "delta", "z"))
+    check({k: v.detach() for k, v in views.items()}, "chunked", reverse, ref_inputs=ins)
+
+
+@pytest.mark.parametrize("kernel", ["blocked", "chunked"])
+def test_reads_time_major_inputs(small_blocks, kernel):
     """Vim's projections give (batch, L, dim) tensors viewed as (batch, dim, L): read through strides."""
     ins = make_inputs(1, 8, 21, 4, 1, seed=11, device=TRITON_DEVICE)
     strided = {k: (v.transpose(-1, -2).contiguous().transpose(-1, -2) if k in TIME_AXIS_INPUTS else v)
                for k, v in ins.items()}
     assert not strided["u"].is_contiguous() and strided["u"].stride(1) == 1
-    check(strided, "blocked", False, ref_inputs=ins)
-    y = triton_fused.selective_scan_triton(**strided, delta_softplus=True, kernel="blocked")
-    assert y.stride() == strided["u"].stride()       # y comes out in u's layout: no copy either way
+    check(strided, kernel, False, ref_inputs=ins)
+    if kernel == "blocked":   # read through the strides; the chunked kernel makes one contiguous copy
+        y = triton_fused.selective_scan_triton(**strided, delta_softplus=True, kernel="blocked")
+        assert y.stride() == strided["u"].stride()       # y comes out in u's layout: no copy either way
 
 
 @pytest.mark.parametrize("kernel", ["blocked", "chunked"])

@@ -145,7 +145,7 @@ def resolve_backend(backend: str, u: torch.Tensor, A: torch.Tensor) -> str:
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   return_last_state=False, *, backend: str = "auto"):
+                   return_last_state=False, *, reverse: bool = False, backend: str = "auto"):
     """Selective scan with the semantics of mamba_ssm's `selective_scan_fn`.
 
     u, delta: (batch, dim, L); A: (dim, N) fp32; B, C: (batch, G, N, L) with dim % G == 0, or (batch, N, L);
@@ -156,12 +156,22 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
     State math runs in fp32 (fp64 for fp64 inputs); y has u's dtype. With return_last_state the final
     state (batch, dim, N) in the compute dtype comes back too. backend: 'auto' (triton on CUDA, torch
-    elsewhere), 'reference', 'torch' or 'triton'.
+    elsewhere), 'reference', 'torch' or 'triton'.  reverse=True scans t = L-1 .. 0: the same as flipping
+    every time axis of the inputs and of y (the last state is then the one after t = 0); the Triton
+    backend reads the inputs backwards in place, the others flip around the scan.
     """
     name = resolve_backend(backend, u, A)
     _check(u, delta, A, B, C, D, z, delta_bias, name)
     fn = BACKENDS[name]()
     for counter in _flop_counters:
         counter[0] += _scan_flops(u, A, D, z)
-    return fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
-              return_last_state=return_last_state)
+    if name == "triton":
+        return fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                  return_last_state=return_last_state, reverse=bool(reverse))
+    if reverse:
+        u, delta, B, C, z = (t.flip(-1) if t is not None else None for t in (u, delta, B, C, z))
+    out = fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+             return_last_state=return_last_state)
+    if not reverse:
+        return out
+    return (out[0].flip(-1), out[1]) if return_last_state else out.flip(-1)

@@ -52,18 +52,33 @@ def _load_dt(delta_ptr, bias, offs, mask, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
+def _mem(t, L, REVERSE: tl.constexpr):
+    """Memory index of logical step t: the kernels scan logical time 0..L-1, which is memory time
+    L-1..0 when REVERSE (no flipped copies of the inputs or outputs)."""
+    if REVERSE:
+        return L - 1 - t
+    else:
+        return t
+
+
+@triton.jit
 def _fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     out_ptr, ckpt_ptr,
     dim, L, n_chunks, d_per_group_B, d_per_group_C, G_B, G_C,
+    su_b, su_d, sdt_b, sdt_d, sz_b, sz_d,
     N: tl.constexpr, BLOCK_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    REVERSE: tl.constexpr,
 ):
     pid = tl.program_id(0)                       # = batch * dim + channel
     b = pid // dim
     d = pid % dim
     offs = tl.arange(0, BLOCK_L)
-    row = pid.to(tl.int64) * L
+    row = pid.to(tl.int64) * L                   # out: contiguous
+    row_u = b.to(tl.int64) * su_b + d.to(tl.int64) * su_d
+    row_dt = b.to(tl.int64) * sdt_b + d.to(tl.int64) * sdt_d
+    row_z = b.to(tl.int64) * sz_b + d.to(tl.int64) * sz_d
     B_base = B_ptr + (b * G_B + d // d_per_group_B).to(tl.int64) * N * L
     C_base = C_ptr + (b * G_C + d // d_per_group_C).to(tl.int64) * N * L
     ckpt = ckpt_ptr + pid.to(tl.int64) * (n_chunks + 1) * N
@@ -75,14 +90,15 @@ def _fwd_kernel(
     for c in range(n_chunks):
         t = c * BLOCK_L + offs
         mask = t < L
-        dt, _ = _load_dt(delta_ptr, bias, row + t, mask, SOFTPLUS)
-        u = tl.load(u_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
+        tm = _mem(t, L, REVERSE)
+        dt, _ = _load_dt(delta_ptr, bias, row_dt + tm, mask, SOFTPLUS)
+        u = tl.load(u_ptr + row_u + tm, mask=mask, other=0.0).to(tl.float32)
         dtu = dt * u
         y = tl.zeros([BLOCK_L], tl.float32)
         for n in range(N):
             a = tl.load(A_ptr + d * N + n)
-            Bn = tl.load(B_base + n * L + t, mask=mask, other=0.0).to(tl.float32)
-            Cn = tl.load(C_base + n * L + t, mask=mask, other=0.0).to(tl.float32)
+            Bn = tl.load(B_base + n * L + tm, mask=mask, other=0.0).to(tl.float32)
+            Cn = tl.load(C_base + n * L + tm, mask=mask, other=0.0).to(tl.float32)
             cum, local = tl.associative_scan((tl.exp(dt * a), dtu * Bn), 0, _first_order)
             hs = local + cum * tl.load(ckpt + c * N + n)
             y += hs * Cn
@@ -92,9 +108,9 @@ def _fwd_kernel(
         if HAS_D:
             y += u * tl.load(D_ptr + d).to(tl.float32)
         if HAS_Z:
-            zt = tl.load(z_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
+            zt = tl.load(z_ptr + row_z + tm, mask=mask, other=0.0).to(tl.float32)
             y = y * zt * tl.sigmoid(zt)
-        tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_ptr + row + tm, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -102,14 +118,20 @@ def _bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, dout_ptr,
     gcarry_ptr, du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
     dim, L, n_chunks, d_per_group_B, d_per_group_C, G_B, G_C,
+    su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sdy_b, sdy_d,
     N: tl.constexpr, BLOCK_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    REVERSE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // dim
     d = pid % dim
     offs = tl.arange(0, BLOCK_L)
-    row = pid.to(tl.int64) * L
+    row = pid.to(tl.int64) * L                   # du, ddelta, dz: contiguous
+    row_u = b.to(tl.int64) * su_b + d.to(tl.int64) * su_d
+    row_dt = b.to(tl.int64) * sdt_b + d.to(tl.int64) * sdt_d
+    row_z = b.to(tl.int64) * sz_b + d.to(tl.int64) * sz_d
+    row_dy = b.to(tl.int64) * sdy_b + d.to(tl.int64) * sdy_d
     group_B = (b * G_B + d // d_per_group_B).to(tl.int64) * N * L
     group_C = (b * G_C + d // d_per_group_C).to(tl.int64) * N * L
     ckpt = ckpt_ptr + pid.to(tl.int64) * (n_chunks + 1) * N
@@ -129,13 +151,16 @@ def _bwd_kernel(
         c = n_chunks - 1 - ci
         t = c * BLOCK_L + offs
         mask = t < L
-        dt, raw = _load_dt(delta_ptr, bias, row + t, mask, SOFTPLUS)
-        dt1, _ = _load_dt(delta_ptr, bias, row + t + 1, t + 1 < L, SOFTPLUS)   # a_{t+1}: 1 past the end
-        u = tl.load(u_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dout_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
+        tm = _mem(t, L, REVERSE)
+        tm1 = _mem(t + 1, L, REVERSE)            # logical step t + 1 (masked past the end)
+        tm0 = _mem(t - 1, L, REVERSE)            # logical step t - 1 (masked before the chunk)
+        dt, raw = _load_dt(delta_ptr, bias, row_dt + tm, mask, SOFTPLUS)
+        dt1, _ = _load_dt(delta_ptr, bias, row_dt + tm1, t + 1 < L, SOFTPLUS)   # a_{t+1}: 1 past the end
+        u = tl.load(u_ptr + row_u + tm, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(dout_ptr + row_dy + tm, mask=mask, other=0.0).to(tl.float32)
         dy_out = dy
         if HAS_Z:
-            zt = tl.load(z_ptr + row + t, mask=mask, other=0.0).to(tl.float32)
+            zt = tl.load(z_ptr + row_z + tm, mask=mask, other=0.0).to(tl.float32)
             sig = tl.sigmoid(zt)
             dy = dy * zt * sig
         dtu = dt * u
@@ -145,13 +170,13 @@ def _bwd_kernel(
         # the previous step's inputs, for h_{t-1}: an exclusive scan read from memory one step back
         # (the first step of the chunk gets the identity (1, 0) and starts from the checkpoint)
         prev = offs > 0
-        dt0, _ = _load_dt(delta_ptr, bias, row + t - 1, prev & (t - 1 < L), SOFTPLUS)
-        dtu0 = dt0 * tl.load(u_ptr + row + t - 1, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
+        dt0, _ = _load_dt(delta_ptr, bias, row_dt + tm0, prev & (t - 1 < L), SOFTPLUS)
+        dtu0 = dt0 * tl.load(u_ptr + row_u + tm0, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
         for n in range(N):
             a = tl.load(A_ptr + d * N + n)
-            Bn = tl.load(B_ptr + group_B + n * L + t, mask=mask, other=0.0).to(tl.float32)
-            Cn = tl.load(C_ptr + group_C + n * L + t, mask=mask, other=0.0).to(tl.float32)
-            B0 = tl.load(B_ptr + group_B + n * L + t - 1, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
+            Bn = tl.load(B_ptr + group_B + n * L + tm, mask=mask, other=0.0).to(tl.float32)
+            Cn = tl.load(C_ptr + group_C + n * L + tm, mask=mask, other=0.0).to(tl.float32)
+            B0 = tl.load(B_ptr + group_B + n * L + tm0, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
             cum, local = tl.associative_scan((tl.exp(dt0 * a), dtu0 * B0), 0, _first_order)
             h_prev = local + cum * tl.load(ckpt + c * N + n)
             # a_t h_{t-1} formed as a product: h_t - x_t would cancel where the decay is small
@@ -164,19 +189,19 @@ def _bwd_kernel(
             ddt += g * (a * carried + Bn * u)
             du += g * Bn * dt
             dA_acc += tl.where(offs_n == n, tl.sum(g * dt * carried, axis=0), 0.0)
-            tl.atomic_add(dB_ptr + group_B + n * L + t, g * dtu, mask=mask, sem="relaxed")
-            tl.atomic_add(dC_ptr + group_C + n * L + t, hs * dy, mask=mask, sem="relaxed")
+            tl.atomic_add(dB_ptr + group_B + n * L + tm, g * dtu, mask=mask, sem="relaxed")
+            tl.atomic_add(dC_ptr + group_C + n * L + tm, hs * dy, mask=mask, sem="relaxed")
         tl.debug_barrier()                        # the previous chunk reads the carries stored above
         if HAS_Z:
-            tl.store(dz_ptr + row + t, (dy_out * ypre * sig * (1.0 + zt * (1.0 - sig))).to(dz_ptr.dtype.element_ty),
+            tl.store(dz_ptr + row + tm, (dy_out * ypre * sig * (1.0 + zt * (1.0 - sig))).to(dz_ptr.dtype.element_ty),
                      mask=mask)
         if SOFTPLUS:
             ddt = ddt * tl.sigmoid(raw)
         ddt = tl.where(mask, ddt, 0.0)
         dbias_acc += tl.sum(ddt, axis=0)
         dD_acc += tl.sum(dy * u, axis=0)
-        tl.store(du_ptr + row + t, du.to(du_ptr.dtype.element_ty), mask=mask)
-        tl.store(ddelta_ptr + row + t, ddt.to(ddelta_ptr.dtype.element_ty), mask=mask)
+        tl.store(du_ptr + row + tm, du.to(du_ptr.dtype.element_ty), mask=mask)
+        tl.store(ddelta_ptr + row + tm, ddt.to(ddelta_ptr.dtype.element_ty), mask=mask)
     tl.store(dA_row + offs_n, dA_acc)
     if HAS_D:
         tl.store(dD_ptr + pid, dD_acc)
@@ -192,34 +217,49 @@ def _launch_config(length: int) -> tuple[int, int]:
     return min(block_l, max(32, triton.next_power_of_2(length))), 1
 
 
-def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus):
+def _rows(t):
+    """(tensor, batch stride, channel stride) of a (batch, dim, L) input read in place: any batch and
+    channel strides, unit time stride (else one contiguous copy).  Slices and chunks of a larger
+    buffer -- the gate z in the in-projection's output, a causal conv's first L outputs -- stay views."""
+    if t is None:
+        return None, 0, 0
+    if t.stride(-1) != 1:
+        t = t.contiguous()
+    return t, t.stride(0), t.stride(1)
+
+
+def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse=False):
     batch, dim, length = u.shape
     n = A.shape[1]
     block_l, num_warps = _launch_config(length)
     n_chunks = triton.cdiv(length, block_l)
-    u, delta, A, B4, C4 = (t.contiguous() for t in (u, delta, A, B4, C4))
-    z, D, delta_bias = (t.contiguous() if t is not None else None for t in (z, D, delta_bias))
-    out = torch.empty_like(u)
+    (u, *su), (delta, *sdt), (z, *sz) = _rows(u), _rows(delta), _rows(z)
+    A, B4, C4 = (t.contiguous() for t in (A, B4, C4))
+    D, delta_bias = (t.contiguous() if t is not None else None for t in (D, delta_bias))
+    out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     ckpt = torch.empty(batch, dim, n_chunks + 1, n, device=u.device, dtype=torch.float32)
     gb, gc = B4.shape[1], C4.shape[1]
     _fwd_kernel[(batch * dim,)](
         u, delta, A, B4, C4, D, z, delta_bias, out, ckpt, dim, length, n_chunks, dim // gb, dim // gc, gb, gc,
+        *su, *sdt, *sz,
         N=n, BLOCK_L=block_l, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(delta_softplus), num_warps=num_warps)
+        SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=num_warps)
     return out, ckpt
 
 
-def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, delta_softplus):
+def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, delta_softplus, reverse=False):
     batch, dim, length = u.shape
     n = A.shape[1]
     block_l, num_warps = _launch_config(length)
     n_chunks = triton.cdiv(length, block_l)
-    u, delta, A, B4, C4, dout = (t.contiguous() for t in (u, delta, A, B4, C4, dout))
-    z, D, delta_bias = (t.contiguous() if t is not None else None for t in (z, D, delta_bias))
+    (u, *su), (delta, *sdt), (z, *sz), (dout, *sdy) = _rows(u), _rows(delta), _rows(z), _rows(dout)
+    A, B4, C4 = (t.contiguous() for t in (A, B4, C4))
+    D, delta_bias = (t.contiguous() if t is not None else None for t in (D, delta_bias))
     f32 = dict(device=u.device, dtype=torch.float32)
     gcarry = dlast.float().contiguous().clone() if dlast is not None else torch.zeros(batch, dim, n, **f32)
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
+    du = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
+    ddelta = torch.empty(batch, dim, length, device=u.device, dtype=delta.dtype)
+    dz = torch.empty(batch, dim, length, device=u.device, dtype=z.dtype) if z is not None else None
     dB, dC = torch.zeros(B4.shape, **f32), torch.zeros(C4.shape, **f32)
     dA = torch.empty(batch, dim, n, **f32)
     dD = torch.empty(batch, dim, **f32) if D is not None else None
@@ -227,9 +267,9 @@ def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, 
     gb, gc = B4.shape[1], C4.shape[1]
     _bwd_kernel[(batch * dim,)](
         u, delta, A, B4, C4, D, z, delta_bias, ckpt, dout, gcarry, du, ddelta, dz, dB, dC, dA, dD, dbias,
-        dim, length, n_chunks, dim // gb, dim // gc, gb, gc,
+        dim, length, n_chunks, dim // gb, dim // gc, gb, gc, *su, *sdt, *sz, *sdy,
         N=n, BLOCK_L=block_l, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(delta_softplus), num_warps=num_warps)
+        SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=num_warps)
     return (du, ddelta, dA.sum(0), dB, dC, dD.sum(0) if D is not None else None, dz,
             dbias.sum(0) if delta_bias is not None else None)
 
@@ -263,11 +303,6 @@ def _resolve(kernel: str, u, A, B4, C4) -> str:
     return kernel
 
 
-def _flip(*tensors):
-    """Reverse the time axis (the last) of every tensor; None stays None."""
-    return tuple(t.flip(-1) if t is not None else None for t in tensors)
-
-
 def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, reverse=False,
             kernel="auto", store_checkpoints=True):
     """The forward half: (y, checkpoints).
@@ -284,10 +319,7 @@ def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=F
         cfg = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1])
         return blocked.blocked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse,
                                        store_checkpoints, cfg)
-    if reverse:
-        u, delta, B4, C4, z = _flip(u, delta, B4, C4, z)
-    y, ckpt = _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
-    return (y.flip(-1) if reverse else y), ckpt
+    return _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse)
 
 
 def backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus=False, *,
@@ -303,14 +335,8 @@ def backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, checkpoints, delt
         grads = blocked.blocked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, checkpoints,
                                          delta_softplus, reverse, cfg)
     else:
-        if reverse:
-            dout, u, delta, B4, C4, z = _flip(dout, u, delta, B4, C4, z)
         grads = _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, checkpoints,
-                                  delta_softplus)
-        if reverse:
-            du, ddelta, dA, dB4, dC4, dD, dz, dbias = grads
-            du, ddelta, dB4, dC4, dz = _flip(du, ddelta, dB4, dC4, dz)
-            grads = du, ddelta, dA, dB4, dC4, dD, dz, dbias
+                                  delta_softplus, reverse)
     du, ddelta, dA, dB4, dC4, dD, dz, dbias = grads
     return (du, ddelta, dA.to(A.dtype), dB4.to(B.dtype).reshape(B.shape), dC4.to(C.dtype).reshape(C.shape),
             dD.to(D.dtype) if D is not None else None, dz,

@@ -24,7 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vision_mamba.kernels import selective_scan
-from vision_mamba.kernels.selective.api import resolve_backend
 
 # parameter-name suffix of each scan direction: "" forward (mamba_ssm's names), "_b" backward (Vim's)
 _DIRECTIONS = {False: ("",), True: ("", "_b")}
@@ -34,6 +33,23 @@ def _names(suffix: str) -> dict:
     """Official parameter names of one scan direction ("A_b_log", not "A_log_b")."""
     return dict(conv1d="conv1d" + suffix, x_proj="x_proj" + suffix, dt_proj="dt_proj" + suffix,
                 A_log=f"A{suffix}_log", D="D" + suffix)
+
+
+def _batched(weight: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """weight as a (batch, out, in) stride-0 view for bmm, cast once to the autocast dtype first (autocast
+    would otherwise cast the expanded view: batch copies of the weight)."""
+    dev = like.device.type
+    if torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev) and weight.is_floating_point():
+        weight = weight.to(torch.get_autocast_dtype(dev))
+    return weight.expand(batch, -1, -1)
+
+
+def _channel_major_linear(weight: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
+    """nn.Linear on channel-major tokens: weight (out, in), x (B, in, L) with either unit stride -> (B, out,
+    L) contiguous, in one bmm with no copy of x or of the output (F.linear on x.transpose(1, 2), or
+    torch.matmul's folding, copies x or the output to get there)."""
+    y = torch.bmm(_batched(weight, x.shape[0], x), x)
+    return y if bias is None else y + bias[:, None]
 
 
 class _Direction(NamedTuple):
@@ -126,24 +142,22 @@ class MambaMixer(nn.Module):
             x = F.silu(F.conv1d(x, p.conv1d.weight.flip(-1), p.conv1d.bias, padding=pad, groups=self.d_inner)[..., pad:])
         else:
             x = F.silu(p.conv1d(x)[..., :length])  # keep the first L outputs: causal
-        dt, B, C = torch.split(p.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, p.dt_proj.weight).transpose(1, 2)  # its bias enters the scan as delta_bias
-        # B, C, delta and z stay time-major views: the Triton kernels read them through their strides
-        args = dict(u=x, delta=delta, A=-torch.exp(p.A_log.float()), B=B.transpose(1, 2), C=C.transpose(1, 2),
-                    D=p.D.float(), z=z, delta_bias=p.dt_proj.bias.float(), delta_softplus=True)
-        if not reverse:
-            return selective_scan(**args, backend=self.scan_backend)
-        if resolve_backend(self.scan_backend, x, args["A"]) == "triton":
-            from vision_mamba.kernels.selective.triton_fused import selective_scan_triton
-            return selective_scan_triton(**args, reverse=True)
-        timed = ("u", "delta", "B", "C", "z")
-        flipped = {k: v.flip(-1) if k in timed else v for k, v in args.items()}
-        return selective_scan(**flipped, backend=self.scan_backend).flip(-1)
+        dt, B, C = torch.split(_channel_major_linear(p.x_proj.weight, x), [self.dt_rank, self.d_state, self.d_state],
+                               dim=1)
+        delta = _channel_major_linear(p.dt_proj.weight, dt)  # its bias enters the scan as delta_bias
+        args = dict(u=x, delta=delta, A=-torch.exp(p.A_log.float()), B=B, C=C, D=p.D.float(), z=z,
+                    delta_bias=p.dt_proj.bias.float(), delta_softplus=True)
+        return selective_scan(**args, reverse=reverse, backend=self.scan_backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"MambaMixer: x has shape {tuple(x.shape)}, expected (B, L, dim={self.dim})")
-        xz = self.in_proj(x).transpose(1, 2)
+        # channel-major from here to out_proj: (B, channels, L) with unit time stride, the layout the
+        # conv and the scan read in place (z and the conv's first L outputs are views, not copies).
+        # in_proj / out_proj stay token-major matmuls plus one transposed copy each: as bmm on the
+        # channel-major side their leading dimension would be L, odd for Vim (197, 6085 tokens), and
+        # cuBLAS then falls back to unaligned kernels 3-4x slower than the copy (H100 profile, docs/benchmarks.md)
+        xz = self.in_proj(x).transpose(1, 2).contiguous()
         y = self._scan(xz, self._direction(""))
         if self.bidirectional:
             y = y + self._scan(xz, self._direction("_b"), reverse=True)
