@@ -249,3 +249,33 @@ def export_and_verify(name: str, fmt: str, img_size: int, output: str | os.PathL
                else verify_program(load_exported(path), model, inputs))
         summary.update(verified_batches=list(verify_batches), max_rel_error=err)
     return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """tools/export.py: export one model, check the file against PyTorch, print a JSON summary."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Export a model of the zoo to ONNX or torch.export (.pt2) with a dynamic batch size, then "
+                    "run the file back (onnxruntime / torch.export.load) at other batch sizes against PyTorch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", required=True, help="a classifier of the zoo, or umamba_bot / umamba_enc")
+    parser.add_argument("--format", dest="fmt", required=True, choices=sorted(FORMATS))
+    parser.add_argument("--img-size", type=int, default=224, help="the resolution the file is traced at")
+    parser.add_argument("--output", default=None, help="output file (default: exports/<model>_<img-size><ext>)")
+    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--in-chans", type=int, default=3)
+    parser.add_argument("--spatial-dims", type=int, default=2, choices=(2, 3), help="U-Mamba only")
+    parser.add_argument("--checkpoint", default=None, help="weights (safetensors, or a torch file read with "
+                        "weights_only=True); official release files work too")
+    parser.add_argument("--sha256", default=None, help="expected sha256 of --checkpoint")
+    parser.add_argument("--verify-batches", type=int, nargs="+", default=[1, 3],
+                        help="batch sizes the exported file is checked at (the trace uses batch 2)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the check")
+    args = parser.parse_args(argv)
+    output = args.output or f"exports/{args.model}_{args.img_size}{FORMATS[args.fmt]}"
+    summary = export_and_verify(args.model, args.fmt, args.img_size, output, num_classes=args.num_classes,
+                                in_chans=args.in_chans, spatial_dims=args.spatial_dims, checkpoint=args.checkpoint,
+                                sha256=args.sha256, verify_batches=args.verify_batches, verify=not args.no_verify)
+    print(json.dumps(summary, indent=1))
+    return 0

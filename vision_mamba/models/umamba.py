@@ -216,7 +216,8 @@ class _Config:
 
     def downsampling(self, stage: int) -> Axes:
         """Per axis, how much smaller than the input the output of encoder stage `stage` is."""
-        return tuple(math.prod(s[axis] for s in self.strides[:stage + 1]) for axis in range(self.spatial_dims))
+        # lists, not generators inside math.prod: torch.compile traces lists without a graph break
+        return tuple(math.prod([s[axis] for s in self.strides[:stage + 1]]) for axis in range(self.spatial_dims))
 
 
 def _positive_int(model: str, name: str, value: Any) -> int:
