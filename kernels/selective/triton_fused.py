@@ -65,8 +65,8 @@ def _mem(t, L, REVERSE: tl.constexpr):
 def _fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     out_ptr, ckpt_ptr,
-    dim, L, n_chunks, d_per_group_B, d_per_group_C, G_B, G_C,
-    su_b, su_d, sdt_b, sdt_d, sz_b, sz_d,
+    dim, L, n_chunks, d_per_group_B, d_per_group_C,
+    su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
     N: tl.constexpr, BLOCK_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr,
@@ -79,8 +79,9 @@ def _fwd_kernel(
     row_u = b.to(tl.int64) * su_b + d.to(tl.int64) * su_d
     row_dt = b.to(tl.int64) * sdt_b + d.to(tl.int64) * sdt_d
     row_z = b.to(tl.int64) * sz_b + d.to(tl.int64) * sz_d
-    B_base = B_ptr + (b * G_B + d // d_per_group_B).to(tl.int64) * N * L
-    C_base = C_ptr + (b * G_C + d // d_per_group_C).to(tl.int64) * N * L
+    # B, C read through their strides (slices of the x projection's output need no copy)
+    B_base = B_ptr + b.to(tl.int64) * sB_b + (d // d_per_group_B) * sB_g
+    C_base = C_ptr + b.to(tl.int64) * sC_b + (d // d_per_group_C) * sC_g
     ckpt = ckpt_ptr + pid.to(tl.int64) * (n_chunks + 1) * N
     bias = 0.0
     if HAS_BIAS:
@@ -97,8 +98,8 @@ def _fwd_kernel(
         y = tl.zeros([BLOCK_L], tl.float32)
         for n in range(N):
             a = tl.load(A_ptr + d * N + n)
-            Bn = tl.load(B_base + n * L + tm, mask=mask, other=0.0).to(tl.float32)
-            Cn = tl.load(C_base + n * L + tm, mask=mask, other=0.0).to(tl.float32)
+            Bn = tl.load(B_base + n * sB_n + tm * sB_t, mask=mask, other=0.0).to(tl.float32)
+            Cn = tl.load(C_base + n * sC_n + tm * sC_t, mask=mask, other=0.0).to(tl.float32)
             cum, local = tl.associative_scan((tl.exp(dt * a), dtu * Bn), 0, _first_order)
             hs = local + cum * tl.load(ckpt + c * N + n)
             y += hs * Cn
@@ -118,7 +119,7 @@ def _bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, dout_ptr,
     gcarry_ptr, du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
     dim, L, n_chunks, d_per_group_B, d_per_group_C, G_B, G_C,
-    su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sdy_b, sdy_d,
+    su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sdy_b, sdy_d, sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
     N: tl.constexpr, BLOCK_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr,
@@ -132,8 +133,10 @@ def _bwd_kernel(
     row_dt = b.to(tl.int64) * sdt_b + d.to(tl.int64) * sdt_d
     row_z = b.to(tl.int64) * sz_b + d.to(tl.int64) * sz_d
     row_dy = b.to(tl.int64) * sdy_b + d.to(tl.int64) * sdy_d
-    group_B = (b * G_B + d // d_per_group_B).to(tl.int64) * N * L
+    group_B = (b * G_B + d // d_per_group_B).to(tl.int64) * N * L    # dB, dC: fp32, contiguous
     group_C = (b * G_C + d // d_per_group_C).to(tl.int64) * N * L
+    B_base = B_ptr + b.to(tl.int64) * sB_b + (d // d_per_group_B) * sB_g
+    C_base = C_ptr + b.to(tl.int64) * sC_b + (d // d_per_group_C) * sC_g
     ckpt = ckpt_ptr + pid.to(tl.int64) * (n_chunks + 1) * N
     gcarry = gcarry_ptr + pid.to(tl.int64) * N    # adjoint of the state after the chunk, per state
     dA_row = dA_ptr + pid.to(tl.int64) * N
@@ -174,9 +177,9 @@ def _bwd_kernel(
         dtu0 = dt0 * tl.load(u_ptr + row_u + tm0, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
         for n in range(N):
             a = tl.load(A_ptr + d * N + n)
-            Bn = tl.load(B_ptr + group_B + n * L + tm, mask=mask, other=0.0).to(tl.float32)
-            Cn = tl.load(C_ptr + group_C + n * L + tm, mask=mask, other=0.0).to(tl.float32)
-            B0 = tl.load(B_ptr + group_B + n * L + tm0, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
+            Bn = tl.load(B_base + n * sB_n + tm * sB_t, mask=mask, other=0.0).to(tl.float32)
+            Cn = tl.load(C_base + n * sC_n + tm * sC_t, mask=mask, other=0.0).to(tl.float32)
+            B0 = tl.load(B_base + n * sB_n + tm0 * sB_t, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
             cum, local = tl.associative_scan((tl.exp(dt0 * a), dtu0 * B0), 0, _first_order)
             h_prev = local + cum * tl.load(ckpt + c * N + n)
             # a_t h_{t-1} formed as a product: h_t - x_t would cancel where the decay is small
@@ -234,14 +237,14 @@ def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reve
     block_l, num_warps = _launch_config(length)
     n_chunks = triton.cdiv(length, block_l)
     (u, *su), (delta, *sdt), (z, *sz) = _rows(u), _rows(delta), _rows(z)
-    A, B4, C4 = (t.contiguous() for t in (A, B4, C4))
+    A = A.contiguous()
     D, delta_bias = (t.contiguous() if t is not None else None for t in (D, delta_bias))
     out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     ckpt = torch.empty(batch, dim, n_chunks + 1, n, device=u.device, dtype=torch.float32)
     gb, gc = B4.shape[1], C4.shape[1]
     _fwd_kernel[(batch * dim,)](
-        u, delta, A, B4, C4, D, z, delta_bias, out, ckpt, dim, length, n_chunks, dim // gb, dim // gc, gb, gc,
-        *su, *sdt, *sz,
+        u, delta, A, B4, C4, D, z, delta_bias, out, ckpt, dim, length, n_chunks, dim // gb, dim // gc,
+        *su, *sdt, *sz, *B4.stride(), *C4.stride(),
         N=n, BLOCK_L=block_l, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=num_warps)
     return out, ckpt
@@ -253,7 +256,7 @@ def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, 
     block_l, num_warps = _launch_config(length)
     n_chunks = triton.cdiv(length, block_l)
     (u, *su), (delta, *sdt), (z, *sz), (dout, *sdy) = _rows(u), _rows(delta), _rows(z), _rows(dout)
-    A, B4, C4 = (t.contiguous() for t in (A, B4, C4))
+    A = A.contiguous()
     D, delta_bias = (t.contiguous() if t is not None else None for t in (D, delta_bias))
     f32 = dict(device=u.device, dtype=torch.float32)
     gcarry = dlast.float().contiguous().clone() if dlast is not None else torch.zeros(batch, dim, n, **f32)
@@ -267,7 +270,7 @@ def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, 
     gb, gc = B4.shape[1], C4.shape[1]
     _bwd_kernel[(batch * dim,)](
         u, delta, A, B4, C4, D, z, delta_bias, ckpt, dout, gcarry, du, ddelta, dz, dB, dC, dA, dD, dbias,
-        dim, length, n_chunks, dim // gb, dim // gc, gb, gc, *su, *sdt, *sz, *sdy,
+        dim, length, n_chunks, dim // gb, dim // gc, gb, gc, *su, *sdt, *sz, *sdy, *B4.stride(), *C4.stride(),
         N=n, BLOCK_L=block_l, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=num_warps)
     return (du, ddelta, dA.sum(0), dB, dC, dD.sum(0) if D is not None else None, dz,

@@ -21,9 +21,9 @@ from typing import NamedTuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vision_mamba.kernels import selective_scan
+from vision_mamba.kernels.conv1d import conv1d_silu
 
 # parameter-name suffix of each scan direction: "" forward (mamba_ssm's names), "_b" backward (Vim's)
 _DIRECTIONS = {False: ("",), True: ("", "_b")}
@@ -135,13 +135,12 @@ class MambaMixer(nn.Module):
     def _scan(self, xz: torch.Tensor, p: _Direction, reverse: bool = False) -> torch.Tensor:
         """(B, 2 * d_inner, L) -> gated SSM output (B, d_inner, L) of one direction; reverse=True is the
         backward direction, in the original time order."""
-        length = xz.shape[-1]
         x, z = xz.chunk(2, dim=1)
-        if reverse:  # conv1d_b over the reversed sequence == flipped taps looking forward, no flip
-            pad = self.d_conv - 1
-            x = F.silu(F.conv1d(x, p.conv1d.weight.flip(-1), p.conv1d.bias, padding=pad, groups=self.d_inner)[..., pad:])
-        else:
-            x = F.silu(p.conv1d(x)[..., :length])  # keep the first L outputs: causal
+        # causal conv + SiLU in one kernel on the Triton path; conv1d_b over the reversed sequence is the
+        # anti-causal conv with the taps flipped (reverse=True), so nothing is flipped
+        conv_backend = "triton" if self.scan_backend == "triton" or (self.scan_backend == "auto" and x.is_cuda) \
+            else "torch"
+        x = conv1d_silu(x, p.conv1d.weight.squeeze(1), p.conv1d.bias, reverse, backend=conv_backend)
         dt, B, C = torch.split(_channel_major_linear(p.x_proj.weight, x), [self.dt_rank, self.d_state, self.d_state],
                                dim=1)
         delta = _channel_major_linear(p.dt_proj.weight, dt)  # its bias enters the scan as delta_bias
