@@ -36,11 +36,9 @@ def _pre(x_rows, w_ptr, bias, offs_d, mask_d, t, L, K: tl.constexpr, REVERSE: tl
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, dim, L, sx_b, sx_d, n_dblocks,
-                K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, HAS_BIAS: tl.constexpr,
-                REVERSE: tl.constexpr, SILU: tl.constexpr):
-    """y = silu(conv(x)) (SILU) or the bare conv; the backward's dx is the bare conv of d(pre) with
-    the time direction flipped."""
+def _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, n_dblocks, K: tl.constexpr, BLOCK_D: tl.constexpr,
+              BLOCK_L: tl.constexpr, HAS_BIAS: tl.constexpr, REVERSE: tl.constexpr):
+    """This program's tile (batch row, channels, their mask, steps, x row pointers) and its pre-activation."""
     pid_l = tl.program_id(0)
     pid = tl.program_id(1)
     b = (pid // n_dblocks).to(tl.int64)
@@ -51,7 +49,17 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, dim, L, sx_b, sx_d, n_dblocks,
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     x_rows = x_ptr + b * sx_b + offs_d[:, None].to(tl.int64) * sx_d
-    y = _pre(x_rows, w_ptr, bias, offs_d, mask_d, t, L, K, REVERSE)
+    return b, offs_d, mask_d, t, x_rows, _pre(x_rows, w_ptr, bias, offs_d, mask_d, t, L, K, REVERSE)
+
+
+@triton.jit
+def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, dim, L, sx_b, sx_d, n_dblocks,
+                K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, HAS_BIAS: tl.constexpr,
+                REVERSE: tl.constexpr, SILU: tl.constexpr):
+    """y = silu(conv(x)) (SILU) or the bare conv; the backward's dx is the bare conv of d(pre) with
+    the time direction flipped."""
+    b, offs_d, mask_d, t, x_rows, y = _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, n_dblocks,
+                                                K, BLOCK_D, BLOCK_L, HAS_BIAS, REVERSE)
     if SILU:
         y = y * tl.sigmoid(y)
     m = mask_d[:, None] & (t < L)[None, :]
@@ -64,23 +72,14 @@ def _dpre_kernel(x_ptr, w_ptr, b_ptr, dy_ptr, dpre_ptr, dw_ptr, db_ptr, dim, L, 
                  REVERSE: tl.constexpr):
     """d(pre) = dy * silu'(pre) (pre recomputed from x), stored in fp32, and this tile's partial sums
     of d(weight) and d(bias)."""
-    pid_l = tl.program_id(0)
-    pid = tl.program_id(1)
-    b = (pid // n_dblocks).to(tl.int64)
-    offs_d = (pid % n_dblocks) * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_d < dim
-    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    b, offs_d, mask_d, t, x_rows, pre = _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, n_dblocks,
+                                                  K, BLOCK_D, BLOCK_L, HAS_BIAS, REVERSE)
     m = mask_d[:, None] & (t < L)[None, :]
-    bias = tl.zeros([BLOCK_D], tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    x_rows = x_ptr + b * sx_b + offs_d[:, None].to(tl.int64) * sx_d
-    pre = _pre(x_rows, w_ptr, bias, offs_d, mask_d, t, L, K, REVERSE)
     sig = tl.sigmoid(pre)
     dy = tl.load(dy_ptr + b * sdy_b + offs_d[:, None].to(tl.int64) * sdy_d + t[None, :], mask=m, other=0.0)
     dpre = tl.where(m, dy.to(tl.float32) * sig * (1.0 + pre * (1.0 - sig)), 0.0)
     tl.store(dpre_ptr + (b * dim + offs_d[:, None]) * L + t[None, :], dpre, mask=m)
-    part = (pid_l * (tl.num_programs(1) // n_dblocks) + b) * dim + offs_d      # (L blocks * batch, dim)
+    part = (tl.program_id(0) * (tl.num_programs(1) // n_dblocks) + b) * dim + offs_d      # (L blocks * batch, dim)
     if HAS_BIAS:
         tl.store(db_ptr + part, tl.sum(dpre, axis=1), mask=mask_d)
     for k in tl.static_range(K):
