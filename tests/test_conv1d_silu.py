@@ -42,6 +42,29 @@ def test_triton_matches_reference(length, k, bias, reverse):
         assert _rel(got.cpu(), ref) < 1e-5
 
 
+@pytest.mark.triton_interpret
+@pytest.mark.parametrize("reverse", [False, True])
+def test_triton_token_major_input_keeps_its_layout(reverse):
+    """Vim's token-major inference path: x is the first half of a (batch, L, 2 dim) in-projection output
+    viewed as (batch, dim, L); y comes back as a (batch, L, dim) tensor viewed the same way (and the
+    gradients still match, through the channel-major backward)."""
+    torch.manual_seed(reverse)
+    xz = torch.randn(2, 70, 2 * 72)                 # (batch, L, 2 dim): 72 channels = 2 tiles, one partial
+    w, b = torch.randn(72, 4) * 0.5, torch.randn(72)
+    dy = torch.randn(2, 72, 70)
+    outs = []
+    for backend, dev in (("triton", TRITON_DEVICE), ("torch", "cpu")):
+        xz_ = xz.to(dev, copy=True).requires_grad_()
+        x = xz_[..., :72].transpose(1, 2)
+        y = conv1d_silu(x, w.to(dev), b.to(dev), reverse, backend=backend)
+        if backend == "triton":
+            assert y.stride(1) == 1 and y.transpose(1, 2).is_contiguous()
+        (y * dy.to(dev)).sum().backward()
+        outs.append((y, xz_.grad))
+    for got, ref in zip(*outs):
+        assert _rel(got.cpu(), ref) < 1e-5
+
+
 def test_bad_inputs_are_named():
     x = torch.randn(2, 4, 9)
     with pytest.raises(ValueError, match=r"weight must have shape \(dim=4, K\)"):

@@ -40,7 +40,7 @@ def check(ins, kernel, reverse, *, softplus=True, tol=1e-5, loss_on="both", ref_
 @pytest.fixture
 def small_blocks(monkeypatch):
     """4-step chunks, 3 forward and 2 backward segments, 4-channel blocks (several blocks, a masked tail)."""
-    cfg = triton_blocked.BlockedConfig(block_d=4, chunk=4, n_segs=3, n_segs_bwd=2, num_warps=1)
+    cfg = triton_blocked.BlockedConfig(block_d=4, chunk=4, n_segs=3, n_segs_bwd=2, num_warps=1, fwd_block_d=4)
     monkeypatch.setattr(triton_fused, "blocked_config", lambda *shape: cfg)
     monkeypatch.setattr(triton_fused, "_launch_config", lambda length: (32, 1))   # chunked: 32-step chunks
 
@@ -94,6 +94,29 @@ def test_reads_time_major_inputs(small_blocks, kernel):
         assert y.stride() == strided["u"].stride()       # y comes out in u's layout: no copy either way
 
 
+@pytest.mark.parametrize("reverse,n,rank", [(False, 4, 3), (True, 8, 8)])
+def test_blocked_forward_reads_token_major_slices(small_blocks, reverse, n, rank):
+    """Inference on a token-major Vim mixer: u and delta (batch, L, dim), z the second half of the
+    in-projection's (batch, L, 2 dim) output and B / C slices of the x projection's (batch, L, rank + 2N)
+    output, all viewed as (batch, dim, L) and read in place; y comes out token-major."""
+    batch, dim, length = 2, 6, 23
+    ref = make_inputs(batch, dim, length, n, 1, seed=3 + n, device=TRITON_DEVICE)
+    xz = torch.cat([ref["u"], ref["z"]], 1).transpose(1, 2).contiguous()           # (batch, L, 2 dim)
+    proj = torch.cat([torch.randn(batch, rank, length, device=TRITON_DEVICE), ref["B"][:, 0], ref["C"][:, 0]], 1)
+    proj = proj.transpose(1, 2).contiguous()                                           # (batch, L, rank + 2N)
+    tm = dict(ref, u=xz[..., :dim].contiguous().transpose(1, 2), z=xz[..., dim:].transpose(1, 2),
+              delta=ref["delta"].transpose(1, 2).contiguous().transpose(1, 2),
+              B=proj[..., rank:rank + n].transpose(1, 2), C=proj[..., rank + n:].transpose(1, 2))
+    assert tm["z"].stride(1) == 1 and tm["B"].stride(1) == 1 and not tm["z"].is_contiguous()
+    with torch.no_grad():
+        y, last = triton_fused.selective_scan_triton(**tm, delta_softplus=True, return_last_state=True,
+                                                     kernel="blocked", reverse=reverse)
+        ref_fn = reversed_reference if reverse else selective_scan_reference
+        y_ref, last_ref = ref_fn(**upcast(ref), delta_softplus=True, return_last_state=True)
+    assert y.stride(1) == 1                      # u's token-major layout
+    assert rel_err(y, y_ref) < 1e-5 and rel_err(last, last_ref) < 1e-5
+
+
 @pytest.mark.parametrize("kernel", ["blocked", "chunked"])
 def test_bf16(small_blocks, kernel):
     ins = make_inputs(1, 8, 19, 4, 1, dtype=torch.bfloat16, seed=2, device=TRITON_DEVICE)
@@ -117,13 +140,18 @@ def test_forward_backward_pair_and_inference_checkpoints(small_blocks):
 
 
 def test_kernel_choice_and_bad_names():
-    # the H100 measurements (choose_kernel's docstring) keep the chunked kernel the default everywhere
+    # the measurements in choose_kernel's docstring keep the chunked kernel for training everywhere
     assert triton_fused.choose_kernel(8, 768, 4097, 16) == "chunked"
     assert triton_fused.choose_kernel(64, 768, 197, 16) == "chunked"
     assert triton_fused.choose_kernel(64, 768, 3136, 1, 4, 4) == "chunked"
     cfg = triton_blocked.default_config(4, 768, 16384, 16)
     assert cfg.block_d * 16 == 256 and cfg.n_segs > 1          # few programs: the sequence is segmented
-    assert triton_blocked.default_config(64, 768, 197, 16).n_segs == 1
+    assert triton_blocked.default_config(64, 768, 197, 16).n_segs_bwd == 1
+    # inference picks the blocked forward only for token-major inputs with enough parallel work
+    assert triton_fused.choose_kernel(8, 768, 6085, 16, inference=True, token_major=True) == "blocked"
+    assert triton_fused.choose_kernel(8, 768, 6085, 16, inference=True) == "chunked"
+    assert triton_fused.choose_kernel(8, 768, 197, 16, inference=True, token_major=True) == "chunked"
+    assert triton_fused.choose_kernel(64, 768, 3136, 1, 4, 4, inference=True, token_major=True) == "chunked"
     assert triton_blocked.fits(768, 4, 4, triton_blocked.default_config(2, 768, 64, 8, 4, 4).block_d)
     ins = make_inputs(1, 2, 5, 4, 1, device=TRITON_DEVICE)
     with pytest.raises(ValueError, match="kernel='fast'"):

@@ -23,20 +23,20 @@ def _src(t, shift, REVERSE: tl.constexpr):
 
 
 @triton.jit
-def _pre(x_rows, w_ptr, bias, offs_d, mask_d, t, L, K: tl.constexpr, REVERSE: tl.constexpr):
+def _pre(x_rows, sx_t, w_ptr, bias, offs_d, mask_d, t, L, K: tl.constexpr, REVERSE: tl.constexpr):
     """bias + sum_k w[k] x[src_k(t)] in fp32, (BLOCK_D, BLOCK_L); taps k at distance K - 1 - k."""
     acc = tl.zeros([offs_d.shape[0], t.shape[0]], tl.float32) + bias[:, None]
     for k in tl.static_range(K):
         src = _src(t, K - 1 - k, REVERSE)
         m = mask_d[:, None] & ((src >= 0) & (src < L))[None, :]
-        xv = tl.load(x_rows + src[None, :], mask=m, other=0.0).to(tl.float32)
+        xv = tl.load(x_rows + src[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
         wk = tl.load(w_ptr + offs_d * K + k, mask=mask_d, other=0.0).to(tl.float32)
         acc += wk[:, None] * xv
     return acc
 
 
 @triton.jit
-def _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, n_dblocks, K: tl.constexpr, BLOCK_D: tl.constexpr,
+def _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, sx_t, n_dblocks, K: tl.constexpr, BLOCK_D: tl.constexpr,
               BLOCK_L: tl.constexpr, HAS_BIAS: tl.constexpr, REVERSE: tl.constexpr):
     """This program's tile (batch row, channels, their mask, steps, x row pointers) and its pre-activation."""
     pid_l = tl.program_id(0)
@@ -49,21 +49,22 @@ def _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, n_dblocks, K: tl.constexp
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     x_rows = x_ptr + b * sx_b + offs_d[:, None].to(tl.int64) * sx_d
-    return b, offs_d, mask_d, t, x_rows, _pre(x_rows, w_ptr, bias, offs_d, mask_d, t, L, K, REVERSE)
+    return b, offs_d, mask_d, t, x_rows, _pre(x_rows, sx_t, w_ptr, bias, offs_d, mask_d, t, L, K, REVERSE)
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, dim, L, sx_b, sx_d, n_dblocks,
+def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, dim, L, sx_b, sx_d, sx_t, sy_b, sy_d, sy_t, n_dblocks,
                 K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, HAS_BIAS: tl.constexpr,
                 REVERSE: tl.constexpr, SILU: tl.constexpr):
     """y = silu(conv(x)) (SILU) or the bare conv; the backward's dx is the bare conv of d(pre) with
     the time direction flipped."""
-    b, offs_d, mask_d, t, x_rows, y = _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, n_dblocks,
+    b, offs_d, mask_d, t, x_rows, y = _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, sx_t, n_dblocks,
                                                 K, BLOCK_D, BLOCK_L, HAS_BIAS, REVERSE)
     if SILU:
         y = y * tl.sigmoid(y)
     m = mask_d[:, None] & (t < L)[None, :]
-    tl.store(y_ptr + (b * dim + offs_d[:, None]) * L + t[None, :], y.to(y_ptr.dtype.element_ty), mask=m)
+    y_rows = y_ptr + b * sy_b + offs_d[:, None].to(tl.int64) * sy_d
+    tl.store(y_rows + t[None, :] * sy_t, y.to(y_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -72,7 +73,7 @@ def _dpre_kernel(x_ptr, w_ptr, b_ptr, dy_ptr, dpre_ptr, dw_ptr, db_ptr, dim, L, 
                  REVERSE: tl.constexpr):
     """d(pre) = dy * silu'(pre) (pre recomputed from x), stored in fp32, and this tile's partial sums
     of d(weight) and d(bias)."""
-    b, offs_d, mask_d, t, x_rows, pre = _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, n_dblocks,
+    b, offs_d, mask_d, t, x_rows, pre = _tile_pre(x_ptr, w_ptr, b_ptr, dim, L, sx_b, sx_d, 1, n_dblocks,
                                                   K, BLOCK_D, BLOCK_L, HAS_BIAS, REVERSE)
     m = mask_d[:, None] & (t < L)[None, :]
     sig = tl.sigmoid(pre)
@@ -89,26 +90,44 @@ def _dpre_kernel(x_ptr, w_ptr, b_ptr, dy_ptr, dpre_ptr, dw_ptr, db_ptr, dim, L, 
         tl.store(dw_ptr + part * K + k, tl.sum(dpre * xv, axis=1), mask=mask_d)
 
 
+# (BLOCK_D, BLOCK_L, warps): channel-major tiles run along time; token-major ones (unit channel stride)
+# take 64 channels x 32 steps, so that each time step's row is one contiguous 128-byte load / store
 BLOCK_D, BLOCK_L, NUM_WARPS = 8, 256, 4
+TOKEN_MAJOR_TILE = (64, 32, 4)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+def token_major(x: torch.Tensor) -> bool:
+    """x (batch, dim, L) is a transposed view of a (batch, L, dim) layout: unit channel stride."""
+    return x.stride(1) == 1 and x.stride(2) != 1
+
+
 def _conv(x, weight, bias, reverse, silu, out_dtype):
+    """y in x's layout: (batch, dim, L) contiguous, or for token-major x a (batch, L, dim) tensor viewed
+    as (batch, dim, L)."""
     batch, dim, length = x.shape
-    y = torch.empty(batch, dim, length, device=x.device, dtype=out_dtype)
-    n_dblocks = triton.cdiv(dim, BLOCK_D)
-    _fwd_kernel[(triton.cdiv(length, BLOCK_L), batch * n_dblocks)](
-        x, weight, bias, y, dim, length, x.stride(0), x.stride(1), n_dblocks,
-        K=weight.shape[1], BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L, HAS_BIAS=bias is not None, REVERSE=reverse,
-        SILU=silu, num_warps=NUM_WARPS)
+    if token_major(x):
+        y = torch.empty(batch, length, dim, device=x.device, dtype=out_dtype).transpose(1, 2)
+        block_d, block_l, warps = TOKEN_MAJOR_TILE
+    else:
+        y = torch.empty(batch, dim, length, device=x.device, dtype=out_dtype)
+        block_d, block_l, warps = BLOCK_D, BLOCK_L, NUM_WARPS
+    n_dblocks = triton.cdiv(dim, block_d)
+    _fwd_kernel[(triton.cdiv(length, block_l), batch * n_dblocks)](
+        x, weight, bias, y, dim, length, *x.stride(), *y.stride(), n_dblocks,
+        K=weight.shape[1], BLOCK_D=block_d, BLOCK_L=block_l, HAS_BIAS=bias is not None, REVERSE=reverse,
+        SILU=silu, num_warps=warps)
     return y
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, reverse: bool) -> torch.Tensor:
-    x = _rows(x)
+    """silu(conv(x)); x channel-major (unit time stride, any other strides) or token-major (unit channel
+    stride: read and written in that layout, as Vim's token-major inference path hands it over)."""
+    if not token_major(x):
+        x = _rows(x)
     return _conv(x, weight.contiguous(), bias, reverse, True, x.dtype)
 
 

@@ -15,6 +15,8 @@ def conv1d_silu_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: 
 
 @conv1d_silu_fwd.register_fake
 def _fwd_fake(x, weight, bias, reverse):
+    if triton_kernels.token_major(x):      # the kernel keeps a token-major input's layout
+        return x.new_empty(x.shape[0], x.shape[2], x.shape[1]).transpose(1, 2)
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 

@@ -34,3 +34,14 @@ def epilogue(y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: torch.
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y.to(out_dtype)
+
+
+def is_dense(x: torch.Tensor) -> bool:
+    """x's memory is non-overlapping and dense in some dimension order (a transposed view of a
+    contiguous tensor is): torch.empty_like(x) then keeps x's strides."""
+    expected = 1
+    for size, stride in sorted(zip(x.shape, x.stride()), key=lambda p: p[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True

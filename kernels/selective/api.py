@@ -144,6 +144,22 @@ def resolve_backend(backend: str, u: torch.Tensor, A: torch.Tensor) -> str:
     return backend
 
 
+def prefers_token_major(batch: int, dim: int, length: int, n: int, *, backend: str = "auto",
+                        device: torch.device | str = "cuda") -> bool:
+    """Whether an inference caller (no backward) should hand `selective_scan` token-major inputs:
+    (batch, L, dim) tensors viewed as (batch, dim, L), with B / C (batch, L, G * N) views likewise.  True
+    where the Triton backend runs and picks its blocked kernel for them, which reads them in place and
+    writes y token-major too, so the caller's transposes around the scan go away."""
+    device = torch.device(device)
+    if backend == "auto":
+        if device.type != "cuda" or n not in TRITON_STATE_SIZES:
+            return False
+    elif backend != "triton":
+        return False
+    from .triton_fused import choose_kernel   # imports triton: only when the triton backend is in play
+    return choose_kernel(batch, dim, length, n, inference=True, token_major=True) == "blocked"
+
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, *, reverse: bool = False, backend: str = "auto"):
     """Selective scan with the semantics of mamba_ssm's `selective_scan_fn`.

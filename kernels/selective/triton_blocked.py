@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import is_dense
 from ._triton_common import LOG2E, softplus
 
 
@@ -56,105 +57,170 @@ def _time(i, L, REVERSE: tl.constexpr):
 
 
 @triton.jit
+def _fwd_tile(A2_ptr, bias_ptr, dim, n_dblocks, N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The forward's program tile, transposed to (N, BLOCK_D): the threads run along the channels, each
+    owning whole channels with all N states, so <h, C> sums in registers and the per-channel work
+    (softplus, gate, loads and stores of u, dt, z, y) is done once per channel, not once per state."""
+    pid = tl.program_id(0)
+    b = (pid // n_dblocks).to(tl.int64)
+    d0 = (pid % n_dblocks) * BLOCK_D
+    offs_d = d0 + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, N)
+    mask_d = offs_d < dim
+    mask_nd = (offs_n[:, None] < N) & mask_d[None, :]
+    # A2 comes transposed, (N, dim): loads along the channels keep the compiler on the channel-per-thread
+    # layout (an N-contiguous load makes it spread the states over the threads instead)
+    A2 = tl.load(A2_ptr + offs_n[:, None] * dim + offs_d[None, :], mask=mask_nd, other=0.0)
+    bias = tl.zeros([BLOCK_D], tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    return pid, b, d0, offs_d, offs_n, mask_d, mask_nd, A2, bias
+
+
+@triton.jit
+def _ld(ptr, mask, EVEN: tl.constexpr):
+    if EVEN:
+        return tl.load(ptr)
+    return tl.load(ptr, mask=mask, other=0.0)
+
+
+@triton.jit
+def _fwd_inputs(i, i_end, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B_off, sB_t, sB_n, C_ptr, C_off,
+                sC_t, sC_n, mask_d, N: tl.constexpr, HAS_Z: tl.constexpr, HAS_C: tl.constexpr, REVERSE: tl.constexpr,
+                EVEN_D: tl.constexpr):
+    """Scan step i's raw inputs (storage dtype): what the pipelined loops load steps ahead of their use,
+    so that the loads' latency overlaps the state updates.  Past i_end they read step i_end - 1 again
+    (in bounds, never used): no per-step masks."""
+    t = _time(tl.minimum(i, i_end - 1), L, REVERSE)
+    raw = _ld(delta_row + t * sd_t, mask_d, EVEN_D)
+    uv = _ld(u_row + t * su_t, mask_d, EVEN_D)
+    zt = uv
+    if HAS_Z:
+        zt = _ld(z_row + t * sz_t, mask_d, EVEN_D)
+    Bt = tl.load(B_ptr + B_off + t * sB_t + tl.arange(0, N) * sB_n)
+    Ct = Bt
+    if HAS_C:
+        Ct = tl.load(C_ptr + C_off + t * sC_t + tl.arange(0, N) * sC_n)
+    return raw, uv, zt, Bt, Ct
+
+
+@triton.jit
+def _dt(raw, bias, SOFTPLUS: tl.constexpr):
+    dt = raw.to(tl.float32) + bias
+    if SOFTPLUS:
+        dt = softplus(dt)
+    return dt
+
+
+@triton.jit
 def _fwd_segment_states_kernel(
     u_ptr, delta_ptr, A2_ptr, B_ptr, bias_ptr, seg_h_ptr, seg_dt_ptr,
     su_b, su_d, su_t, sd_b, sd_d, sd_t, sB_b, sB_g, sB_n, sB_t,
     dim, L, n_dblocks, seg_steps, n_segs, dpg_B,
     N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr,
+    REVERSE: tl.constexpr, EVEN_D: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    pid, b, d0, offs_d, offs_n, mask_d, mask_nd, A2, bias = _fwd_tile(A2_ptr, bias_ptr, dim, n_dblocks, N, BLOCK_D,
+                                                                       HAS_BIAS)
     seg = tl.program_id(1)          # the last segment's end state is never needed: not launched
-    b = (pid // n_dblocks).to(tl.int64)
-    d0 = (pid % n_dblocks) * BLOCK_D
-    offs_d = d0 + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, N)
-    mask_d = offs_d < dim
-    A2 = tl.load(A2_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0)
-    bias = tl.zeros([BLOCK_D], tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     u_row = u_ptr + b * su_b + offs_d * su_d
     delta_row = delta_ptr + b * sd_b + offs_d * sd_d
-    B_col = B_ptr + b * sB_b + (d0 // dpg_B) * sB_g + offs_n * sB_n
-    h = tl.zeros([BLOCK_D, N], tl.float32)
+    B_off = b * sB_b + (d0 // dpg_B) * sB_g
+    h = tl.zeros([N, BLOCK_D], tl.float32)
     dt_sum = tl.zeros([BLOCK_D], tl.float32)
     i0 = seg * seg_steps
-    for i in range(i0, tl.minimum(i0 + seg_steps, L)):
-        t = _time(i, L, REVERSE)
-        dt, _ = _discretize(delta_row, t, sd_t, bias, mask_d, SOFTPLUS)
-        uv = tl.load(u_row + t * su_t, mask=mask_d, other=0.0).to(tl.float32)
-        Bt = tl.load(B_col + t * sB_t).to(tl.float32)
-        h = tl.exp2(A2 * dt[:, None]) * h + (dt * uv)[:, None] * Bt[None, :]
+    i1 = tl.minimum(i0 + seg_steps, L)
+    # software pipeline: step i + 2's loads are issued before step i's update (no C, z here)
+    raw, uv, _, Bt, _ = _fwd_inputs(i0, i1, L, delta_row, sd_t, u_row, su_t, u_row, su_t, B_ptr, B_off, sB_t, sB_n,
+                                    B_ptr, B_off, sB_t, sB_n, mask_d, N, False, False, REVERSE, EVEN_D)
+    raw1, uv1, _, Bt1, _ = _fwd_inputs(i0 + 1, i1, L, delta_row, sd_t, u_row, su_t, u_row, su_t, B_ptr, B_off, sB_t,
+                                       sB_n, B_ptr, B_off, sB_t, sB_n, mask_d, N, False, False, REVERSE, EVEN_D)
+    for i in range(i0, i1):
+        raw2, uv2, _, Bt2, _ = _fwd_inputs(i + 2, i1, L, delta_row, sd_t, u_row, su_t, u_row, su_t, B_ptr, B_off, sB_t,
+                                           sB_n, B_ptr, B_off, sB_t, sB_n, mask_d, N, False, False, REVERSE, EVEN_D)
+        dt = _dt(raw, bias, SOFTPLUS)
+        h = tl.exp2(A2 * dt[None, :]) * h + (dt * uv.to(tl.float32))[None, :] * Bt.to(tl.float32)[:, None]
         dt_sum += dt
+        raw, uv, Bt = raw1, uv1, Bt1
+        raw1, uv1, Bt1 = raw2, uv2, Bt2
     slot = (pid.to(tl.int64) * n_segs + seg) * BLOCK_D + tl.arange(0, BLOCK_D)
-    tl.store(seg_h_ptr + slot[:, None] * N + offs_n[None, :], h)
+    tl.store(_seg_tile(seg_h_ptr, pid, seg, n_segs, offs_n, BLOCK_D), h)
     tl.store(seg_dt_ptr + slot, dt_sum)
+
+
+@triton.jit
+def _seg_tile(seg_h_ptr, pid, seg, n_segs, offs_n, BLOCK_D: tl.constexpr):
+    """(N, BLOCK_D) pointers of a segment's end state in seg_h, (programs, n_segs, N, BLOCK_D)."""
+    base = (pid.to(tl.int64) * n_segs + seg) * offs_n.shape[0] * BLOCK_D
+    return seg_h_ptr + base + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]
 
 
 @triton.jit
 def _fwd_kernel(
     u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, ckpt_ptr, seg_h_ptr, seg_dt_ptr,
-    su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t,
+    su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, so_b, so_d, so_t,
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
     dim, L, n_dblocks, chunks_per_seg, n_chunks, n_segs, n_rows, dpg_B, dpg_C,
     N: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr, STORE_CKPT: tl.constexpr,
+    REVERSE: tl.constexpr, STORE_CKPT: tl.constexpr, EVEN_D: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    pid, b, d0, offs_d, offs_n, mask_d, mask_nd, A2, bias = _fwd_tile(A2_ptr, bias_ptr, dim, n_dblocks, N, BLOCK_D,
+                                                                       HAS_BIAS)
     seg = tl.program_id(1)
-    b = (pid // n_dblocks).to(tl.int64)
-    d0 = (pid % n_dblocks) * BLOCK_D
-    offs_d = d0 + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, N)
-    mask_d = offs_d < dim
-    mask_dn = mask_d[:, None] & (offs_n[None, :] < N)
-    A2 = tl.load(A2_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0)
-    bias = tl.zeros([BLOCK_D], tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     Dv = tl.zeros([BLOCK_D], tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     u_row = u_ptr + b * su_b + offs_d * su_d
-    out_row = out_ptr + b * su_b + offs_d * su_d
+    out_row = out_ptr + b * so_b + offs_d * so_d
     delta_row = delta_ptr + b * sd_b + offs_d * sd_d
     z_row = z_ptr + b * sz_b + offs_d * sz_d
-    B_col = B_ptr + b * sB_b + (d0 // dpg_B) * sB_g + offs_n * sB_n
-    C_col = C_ptr + b * sC_b + (d0 // dpg_C) * sC_g + offs_n * sC_n
+    B_off = b * sB_b + (d0 // dpg_B) * sB_g
+    C_off = b * sC_b + (d0 // dpg_C) * sC_g
     # checkpoint row r of channel d: ckpt[b, d, r, :]
-    ckpt = ckpt_ptr + ((b * dim + offs_d) * n_rows)[:, None] * N + offs_n[None, :]
+    ckpt = ckpt_ptr + ((b * dim + offs_d) * n_rows)[None, :] * N + offs_n[:, None]
     # (z_ptr is a stand-in tensor when HAS_Z is off: the row pointer is formed, never read)
 
-    h = tl.zeros([BLOCK_D, N], tl.float32)
+    h = tl.zeros([N, BLOCK_D], tl.float32)
     for s in range(seg):            # fold the end states of the segments before this one
         slot = (pid.to(tl.int64) * n_segs + s) * BLOCK_D + tl.arange(0, BLOCK_D)
         dt_sum = tl.load(seg_dt_ptr + slot)
-        h = tl.exp2(A2 * dt_sum[:, None]) * h + tl.load(seg_h_ptr + slot[:, None] * N + offs_n[None, :])
-    k0 = seg * chunks_per_seg
-    k1 = tl.minimum(k0 + chunks_per_seg, n_chunks)
+        h = tl.exp2(A2 * dt_sum[None, :]) * h + tl.load(_seg_tile(seg_h_ptr, pid, s, n_segs, offs_n, BLOCK_D))
+    i0 = seg * chunks_per_seg * CHUNK
+    i1 = tl.minimum(i0 + chunks_per_seg * CHUNK, L)
     if STORE_CKPT:
         if seg == 0:                # later segments' first rows are the end rows of the segment before
-            tl.store(ckpt, h, mask=mask_dn)
-    for k in range(k0, k1):
-        for j in range(tl.minimum(CHUNK, L - k * CHUNK)):
-            t = _time(k * CHUNK + j, L, REVERSE)
-            dt, _ = _discretize(delta_row, t, sd_t, bias, mask_d, SOFTPLUS)
-            uv = tl.load(u_row + t * su_t, mask=mask_d, other=0.0).to(tl.float32)
-            Bt = tl.load(B_col + t * sB_t).to(tl.float32)
-            Ct = tl.load(C_col + t * sC_t).to(tl.float32)
-            h = tl.exp2(A2 * dt[:, None]) * h + (dt * uv)[:, None] * Bt[None, :]
-            y = tl.sum(h * Ct[None, :], axis=1) + Dv * uv
-            if HAS_Z:
-                zt = tl.load(z_row + t * sz_t, mask=mask_d, other=0.0).to(tl.float32)
-                y = y * zt * tl.sigmoid(zt)
-            tl.store(out_row + t * su_t, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+            tl.store(ckpt, h, mask=mask_nd)
+    # software pipeline: step i + 2's loads are issued before step i's update
+    raw, uv, zt, Bt, Ct = _fwd_inputs(i0, i1, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B_off, sB_t, sB_n,
+                                      C_ptr, C_off, sC_t, sC_n, mask_d, N, HAS_Z, True, REVERSE, EVEN_D)
+    raw1, uv1, zt1, Bt1, Ct1 = _fwd_inputs(i0 + 1, i1, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B_off,
+                                           sB_t, sB_n, C_ptr, C_off, sC_t, sC_n, mask_d, N, HAS_Z, True, REVERSE,
+                                           EVEN_D)
+    for i in range(i0, i1):
+        raw2, uv2, zt2, Bt2, Ct2 = _fwd_inputs(i + 2, i1, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B_off,
+                                               sB_t, sB_n, C_ptr, C_off, sC_t, sC_n, mask_d, N, HAS_Z, True, REVERSE,
+                                               EVEN_D)
+        dt = _dt(raw, bias, SOFTPLUS)
+        u32 = uv.to(tl.float32)
+        h = tl.exp2(A2 * dt[None, :]) * h + (dt * u32)[None, :] * Bt.to(tl.float32)[:, None]
+        y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0) + Dv * u32
+        if HAS_Z:
+            z32 = zt.to(tl.float32)
+            y = y * z32 * tl.sigmoid(z32)
+        y = y.to(out_ptr.dtype.element_ty)
+        if EVEN_D:
+            tl.store(out_row + _time(i, L, REVERSE) * so_t, y)
+        else:
+            tl.store(out_row + _time(i, L, REVERSE) * so_t, y, mask=mask_d)
         if STORE_CKPT:
-            tl.store(ckpt + (k + 1) * N, h, mask=mask_dn)
+            if ((i + 1) % CHUNK == 0) | (i + 1 == L):
+                tl.store(ckpt + ((i + CHUNK) // CHUNK) * N, h, mask=mask_nd)
+        raw, uv, zt, Bt, Ct = raw1, uv1, zt1, Bt1, Ct1
+        raw1, uv1, zt1, Bt1, Ct1 = raw2, uv2, zt2, Bt2, Ct2
     if not STORE_CKPT:              # inference: only the final state (row 0 of a 1-row buffer)
         if seg == n_segs - 1:
-            tl.store(ckpt, h, mask=mask_dn)
+            tl.store(ckpt, h, mask=mask_nd)
 
 
 @triton.jit
@@ -324,24 +390,33 @@ def _bwd_kernel(
 class BlockedConfig:
     """block_d: channels per program (must divide dim // G when G > 1, so a block reads one group's
     B/C); chunk: steps between checkpoints (and the backward's scratch depth); n_segs / n_segs_bwd:
-    sequence segments run in parallel by the forward / backward; num_warps: warps per program."""
+    sequence segments run in parallel by the forward / backward; num_warps: warps per backward program;
+    fwd_block_d / fwd_warps: channels and warps per forward program (fwd_block_d / (32 fwd_warps)
+    channels per thread, each with all its N states); fwd_block_d is narrowed where a B/C group has fewer
+    channels."""
     block_d: int
     chunk: int
     n_segs: int
     n_segs_bwd: int
     num_warps: int
+    fwd_block_d: int = 32
+    fwd_warps: int = 1
 
     def __post_init__(self):
-        for name in ("block_d", "chunk", "n_segs", "n_segs_bwd", "num_warps"):
+        for name in ("block_d", "chunk", "n_segs", "n_segs_bwd", "num_warps", "fwd_block_d", "fwd_warps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BlockedConfig: {name}={getattr(self, name)}, expected >= 1")
-        if self.block_d & (self.block_d - 1):
-            raise ValueError(f"BlockedConfig: block_d={self.block_d}, expected a power of two")
+        for name in ("block_d", "fwd_block_d"):
+            if getattr(self, name) & (getattr(self, name) - 1):
+                raise ValueError(f"BlockedConfig: {name}={getattr(self, name)}, expected a power of two")
 
 
 # programs that keep an H100's 132 SMs busy with several resident programs each; below it, the
-# sequence is cut into segments (each costs an extra walk of its states)
+# sequence is cut into segments (each costs an extra walk of its states).  The forward's one-warp
+# programs want many more (H200 sweeps, 2026-12-03: at Vim-S 1248 px batch 8, 512 / 1024 / 2048 / 8192
+# gave 2.61 / 1.50 / 0.92 / 0.83 ms; channels per thread 1 beat 2 and 4 there, within 10% elsewhere)
 TARGET_PROGRAMS = 1024
+FWD_TARGET_PROGRAMS = 8192
 
 
 def fits(dim: int, groups_b: int, groups_c: int, block_d: int) -> bool:
@@ -349,18 +424,30 @@ def fits(dim: int, groups_b: int, groups_c: int, block_d: int) -> bool:
     return all(g == 1 or (dim // g) % block_d == 0 for g in (groups_b, groups_c))
 
 
-def default_config(batch: int, dim: int, length: int, n: int, groups_b: int = 1, groups_c: int = 1) -> BlockedConfig:
-    """A (block_d x N) state tile of ~256 fp32 values; segments up to TARGET_PROGRAMS programs, each of
-    at least 4 chunks so that the extra segment walk stays a small part of the work."""
-    block_d = max(1, 256 // n)
+def fitted_block(block_d: int, dim: int, groups_b: int = 1, groups_c: int = 1) -> int:
+    """block_d halved until a block reads one B group and one C group, and no wider than dim needs."""
     while block_d > 1 and not fits(dim, groups_b, groups_c, block_d):
         block_d //= 2
-    block_d = min(block_d, triton.next_power_of_2(dim))
-    chunk = 32
-    programs = batch * triton.cdiv(dim, block_d)
+    return min(block_d, triton.next_power_of_2(dim))
+
+
+def _n_segs(programs: int, length: int, chunk: int, target: int) -> int:
+    """Segments that bring programs x segments up to `target`, each of at least 4 chunks so that the
+    extra segment walk stays a small part of the work."""
     max_segs = max(1, triton.cdiv(length, 4 * chunk))
-    n_segs = max(1, min(max_segs, triton.cdiv(TARGET_PROGRAMS, programs)))
-    return BlockedConfig(block_d=block_d, chunk=chunk, n_segs=n_segs, n_segs_bwd=n_segs, num_warps=2)
+    return max(1, min(max_segs, triton.cdiv(target, programs)))
+
+
+def default_config(batch: int, dim: int, length: int, n: int, groups_b: int = 1, groups_c: int = 1) -> BlockedConfig:
+    """Backward: a (block_d x N) state tile of ~256 fp32 values.  Forward: 32 channels per warp.
+    Segments up to TARGET_PROGRAMS programs each way."""
+    block_d = fitted_block(max(1, 256 // n), dim, groups_b, groups_c)
+    fwd_block_d = fitted_block(32, dim, groups_b, groups_c)
+    chunk = 32
+    n_segs_bwd = _n_segs(batch * triton.cdiv(dim, block_d), length, chunk, TARGET_PROGRAMS)
+    n_segs = _n_segs(batch * triton.cdiv(dim, fwd_block_d), length, chunk, FWD_TARGET_PROGRAMS)
+    return BlockedConfig(block_d=block_d, chunk=chunk, n_segs=n_segs, n_segs_bwd=n_segs_bwd, num_warps=2,
+                         fwd_block_d=fwd_block_d)
 
 
 def _dense(x: torch.Tensor | None) -> torch.Tensor | None:
@@ -369,12 +456,7 @@ def _dense(x: torch.Tensor | None) -> torch.Tensor | None:
     allocated with exactly x's strides, so one set of strides serves both."""
     if x is None:
         return None
-    expected = 1
-    for size, stride in sorted(zip(x.shape, x.stride()), key=lambda p: p[1]):
-        if size != 1 and stride != expected:
-            return x.contiguous()
-        expected *= size
-    return x
+    return x if is_dense(x) else x.contiguous()
 
 
 def _like(x: torch.Tensor | None) -> torch.Tensor | None:
@@ -395,35 +477,38 @@ def blocked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus: bool,
                     store_checkpoints: bool, config: BlockedConfig):
     """(y, checkpoints).  B4, C4: (batch, G, N, L).  checkpoints: (batch, dim, n_chunks + 1, N) fp32,
     row k the state before scan step k * chunk (in scan order), the last row the final state; without
-    store_checkpoints only that last row, (batch, dim, 1, N)."""
+    store_checkpoints only that last row, (batch, dim, 1, N).  Every input is read through its strides
+    (no copies); y gets u's memory layout."""
     batch, dim, length = u.shape
     n = A.shape[1]
-    u, delta, z = _dense(u), _dense(delta), _dense(z)
     D, delta_bias = (t.contiguous() if t is not None else None for t in (D, delta_bias))   # (dim,): tiny
-    A2 = (A.float() * LOG2E).contiguous()
+    A2 = (A.float() * LOG2E).t().contiguous()        # (N, dim): see _fwd_tile
     gb, gc = B4.shape[1], C4.shape[1]
     cfg = config
     n_chunks = triton.cdiv(length, cfg.chunk)
     per_seg, n_segs = _segments(n_chunks, cfg.n_segs)
-    n_dblocks = triton.cdiv(dim, cfg.block_d)
+    block_d = fitted_block(cfg.fwd_block_d, dim, gb, gc)
+    n_dblocks = triton.cdiv(dim, block_d)
     programs = batch * n_dblocks
     f32 = dict(device=u.device, dtype=torch.float32)
-    out = _like(u)
+    out = torch.empty_like(u)
     ckpt = torch.empty(batch, dim, n_chunks + 1 if store_checkpoints else 1, n, **f32)
-    seg_h = torch.empty(programs, n_segs, cfg.block_d, n, **f32) if n_segs > 1 else ckpt
-    seg_dt = torch.empty(programs, n_segs, cfg.block_d, **f32) if n_segs > 1 else ckpt
-    flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse))
+    seg_h = torch.empty(programs, n_segs, n, block_d, **f32) if n_segs > 1 else ckpt
+    seg_dt = torch.empty(programs, n_segs, block_d, **f32) if n_segs > 1 else ckpt
+    flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
+                 EVEN_D=dim % block_d == 0)
+    warps = max(1, min(cfg.fwd_warps, block_d // 32))
     if n_segs > 1:
         _fwd_segment_states_kernel[(programs, n_segs - 1)](
             u, delta, A2, B4, delta_bias, seg_h, seg_dt, *u.stride(), *delta.stride(), *B4.stride(),
             dim, length, n_dblocks, per_seg * cfg.chunk, n_segs, dim // gb,
-            N=n, BLOCK_D=cfg.block_d, num_warps=cfg.num_warps, **flags)
+            N=n, BLOCK_D=block_d, num_warps=warps, **flags)
     _fwd_kernel[(programs, n_segs)](
         u, delta, A2, B4, C4, D, u if z is None else z, delta_bias, out, ckpt, seg_h, seg_dt,
-        *u.stride(), *delta.stride(), *_strides(z, 3), *B4.stride(), *C4.stride(),
+        *u.stride(), *delta.stride(), *_strides(z, 3), *out.stride(), *B4.stride(), *C4.stride(),
         dim, length, n_dblocks, per_seg, n_chunks, n_segs, ckpt.shape[2], dim // gb, dim // gc,
-        N=n, BLOCK_D=cfg.block_d, CHUNK=cfg.chunk, HAS_D=D is not None, HAS_Z=z is not None,
-        STORE_CKPT=bool(store_checkpoints), num_warps=cfg.num_warps, **flags)
+        N=n, BLOCK_D=block_d, CHUNK=cfg.chunk, HAS_D=D is not None, HAS_Z=z is not None,
+        STORE_CKPT=bool(store_checkpoints), num_warps=warps, **flags)
     return out, ckpt
 
 

@@ -286,14 +286,29 @@ def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, 
 KERNELS = ("chunked", "blocked")
 
 
-def choose_kernel(batch: int, dim: int, length: int, n: int, groups_b: int = 1, groups_c: int = 1) -> str:
-    """The kernel for a shape class: the chunked kernel everywhere for now.  Measured on the H100
-    (2026-11-23, bf16, docs/benchmarks.md): the blocked kernel wins only fwd+bwd at short L (Vim-S layer,
-    L 197: 1.77-2.0 vs 2.46 ms) and loses its forward there (0.62 vs 0.43 ms), at L 4097 / 16384
-    (fwd+bwd 9.2 vs 5.2 ms, 16.3 vs 7.5 ms) and at N = 1 (24.9 vs 2.1 ms); Vim-S inference with it
-    was slower at 224, 1248 and 2048 px (57 vs 51, 288 vs 184, 760 vs 551 ms).  It stays selectable by
-    name (kernel="blocked") until a shape class where it wins end to end is established."""
-    return "chunked"
+# the blocked forward's programs x segments below which it loses to the chunked kernel (too few warps to
+# fill an H200: Vim-S at 224 px batch 8 has 192 programs x 2 segments; session-6 sweep, docs/benchmarks.md)
+BLOCKED_MIN_WARPS = 2048
+
+
+def choose_kernel(batch: int, dim: int, length: int, n: int, groups_b: int = 1, groups_c: int = 1, *,
+                  inference: bool = False, token_major: bool = False) -> str:
+    """The kernel for a shape class, measured on the H200 (bf16, docs/benchmarks.md):
+    - training (checkpoints for a backward): "chunked".  The blocked backward lost everywhere (H100,
+      2026-11-23: Vim-S layer fwd+bwd 1.8-2.0 vs 2.5 ms was its only win; L 4097 / 16384 9.2 vs 5.2 and
+      16.3 vs 7.5 ms; N = 1 24.9 vs 2.1 ms).
+    - inference on token-major inputs ((batch, L, dim) views, unit channel stride): "blocked" where it has
+      enough parallel work (BLOCKED_MIN_WARPS), else "chunked" (2026-12-03, forward per call, blocked on
+      token-major vs chunked on channel-major inputs: Vim-S 1248 px batch 8 0.83 vs 1.64 ms, 2048 px 2.17
+      vs 4.63, Vim-S layer batch 64 0.41 vs 0.52; but 224 px batch 8 0.19 vs 0.14).
+      On channel-major inputs its per-step loads do not coalesce: "chunked" (1248 px 1.73 vs 1.64 ms).
+    - N = 1 (VMamba): "chunked" (the blocked forward is 1.19 vs 0.80 ms at stage 1 batch 64)."""
+    if not (inference and token_major) or n == 1:
+        return "chunked"
+    cfg = blocked.default_config(batch, dim, length, n, groups_b, groups_c)
+    programs = batch * triton.cdiv(dim, blocked.fitted_block(cfg.fwd_block_d, dim, groups_b, groups_c))
+    max_segs = triton.cdiv(length, 4 * cfg.chunk)
+    return "blocked" if programs * max_segs >= BLOCKED_MIN_WARPS else "chunked"
 
 
 def blocked_config(batch: int, dim: int, length: int, n: int, groups_b: int = 1,
@@ -302,9 +317,10 @@ def blocked_config(batch: int, dim: int, length: int, n: int, groups_b: int = 1,
     return blocked.default_config(batch, dim, length, n, groups_b, groups_c)
 
 
-def _resolve(kernel: str, u, A, B4, C4) -> str:
+def _resolve(kernel: str, u, A, B4, C4, inference: bool = False) -> str:
     if kernel == "auto":
-        return choose_kernel(*u.shape, A.shape[1], B4.shape[1], C4.shape[1])
+        return choose_kernel(*u.shape, A.shape[1], B4.shape[1], C4.shape[1], inference=inference,
+                             token_major=u.stride(1) == 1 and u.stride(2) != 1)
     if kernel not in KERNELS:
         raise ValueError(f"selective_scan_triton: kernel={kernel!r}, expected 'auto' or one of {KERNELS}")
     return kernel
@@ -321,7 +337,9 @@ def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=F
     `backward` must get the same reverse and kernel.  No argument checks: `selective_scan` does them.
     """
     B4, C4 = as_grouped(B), as_grouped(C)
-    name = _resolve(kernel, u, A, B4, C4)
+    # only a forward without checkpoints may pick a kernel for inference: `backward` resolves "auto"
+    # for training and must meet the kernel that stored them
+    name = _resolve(kernel, u, A, B4, C4, inference=not store_checkpoints)
     if name == "blocked":
         cfg = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1])
         return blocked.blocked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse,

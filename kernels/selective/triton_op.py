@@ -10,8 +10,9 @@ them, so a compiled model keeps the fused backward.  The checkpoints' row count 
 the launcher picks (chunk length, blocked or chunked, stored or not), so the fake forward gives it as
 a fresh dynamic size instead of repeating that logic here; only the backward op consumes it.
 
-Every output is contiguous (the real forward copies where a kernel kept an input's strides), so the
-fake outputs' strides are the real ones: compiled code may rely on them.
+y has the layout of torch.empty_like(u) (a token-major u gives a token-major y) and every other
+output is contiguous (the real forward copies where a kernel's layout differs), so the fake outputs'
+strides are the real ones: compiled code may rely on them.
 """
 # no `from __future__ import annotations`: the schemas below are explicit, but keep the hints real
 from typing import List, Optional
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import triton_fused
+from ._common import is_dense
 
 _FWD_SCHEMA = ("(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, "
                "bool delta_softplus, bool reverse, str kernel, bool store_checkpoints) -> (Tensor, Tensor, Tensor)")
@@ -35,7 +37,15 @@ def selective_scan_triton_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     y, ckpt = triton_fused.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse,
                                    kernel=kernel, store_checkpoints=store_checkpoints)
     # outputs may alias neither the inputs nor each other: the last state is a copy of the last row
-    return y.contiguous(), ckpt[:, :, -1].clone(), ckpt.contiguous()
+    return _like_u(y, u), ckpt[:, :, -1].clone(), ckpt.contiguous()
+
+
+def _like_u(y: Tensor, u: Tensor) -> Tensor:
+    """y in the layout of torch.empty_like(u) (u's strides when u is dense, as a token-major view is;
+    else contiguous): the blocked kernel writes it that way, the chunked one contiguously."""
+    if (y.stride() == u.stride()) if is_dense(u) else y.is_contiguous():
+        return y
+    return torch.empty_like(u).copy_(y)
 
 
 @selective_scan_triton_fwd.register_fake
@@ -44,7 +54,7 @@ def _fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, kern
     n = A.shape[1]
     rows = torch.library.get_ctx().new_dynamic_size()
     f32 = dict(dtype=torch.float32, device=u.device)
-    return u.new_empty(u.shape), torch.empty(batch, dim, n, **f32), torch.empty(batch, dim, rows, n, **f32)
+    return torch.empty_like(u), torch.empty(batch, dim, n, **f32), torch.empty(batch, dim, rows, n, **f32)
 
 
 def _present(*tensors: Optional[Tensor]) -> List[Tensor]:

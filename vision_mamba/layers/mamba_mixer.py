@@ -21,8 +21,10 @@ from typing import NamedTuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from vision_mamba.kernels import selective_scan
+from vision_mamba.kernels.selective import prefers_token_major
 from vision_mamba.kernels.conv1d import conv1d_silu
 
 # parameter-name suffix of each scan direction: "" forward (mamba_ssm's names), "_b" backward (Vim's)
@@ -132,25 +134,56 @@ class MambaMixer(nn.Module):
     def _direction(self, suffix: str) -> _Direction:
         return _Direction(**{field: getattr(self, name) for field, name in _names(suffix).items()})
 
-    def _scan(self, xz: torch.Tensor, p: _Direction, reverse: bool = False) -> torch.Tensor:
-        """(B, 2 * d_inner, L) -> gated SSM output (B, d_inner, L) of one direction; reverse=True is the
-        backward direction, in the original time order."""
-        x, z = xz.chunk(2, dim=1)
+    def _conv(self, x: torch.Tensor, p: _Direction, reverse: bool) -> torch.Tensor:
         # causal conv + SiLU in one kernel on the Triton path; conv1d_b over the reversed sequence is the
         # anti-causal conv with the taps flipped (reverse=True), so nothing is flipped
         conv_backend = "triton" if self.scan_backend == "triton" or (self.scan_backend == "auto" and x.is_cuda) \
             else "torch"
-        x = conv1d_silu(x, p.conv1d.weight.squeeze(1), p.conv1d.bias, reverse, backend=conv_backend)
+        return conv1d_silu(x, p.conv1d.weight.squeeze(1), p.conv1d.bias, reverse, backend=conv_backend)
+
+    def _ssm(self, p: _Direction, x, delta, B, C, z, reverse: bool) -> torch.Tensor:
+        # dt_proj's bias enters the scan as delta_bias
+        return selective_scan(x, delta, -torch.exp(p.A_log.float()), B, C, p.D.float(), z,
+                              p.dt_proj.bias.float(), True, reverse=reverse, backend=self.scan_backend)
+
+    def _scan(self, xz: torch.Tensor, p: _Direction, reverse: bool = False) -> torch.Tensor:
+        """(B, 2 * d_inner, L) -> gated SSM output (B, d_inner, L) of one direction; reverse=True is the
+        backward direction, in the original time order."""
+        x, z = xz.chunk(2, dim=1)
+        x = self._conv(x, p, reverse)
         dt, B, C = torch.split(_channel_major_linear(p.x_proj.weight, x), [self.dt_rank, self.d_state, self.d_state],
                                dim=1)
-        delta = _channel_major_linear(p.dt_proj.weight, dt)  # its bias enters the scan as delta_bias
-        args = dict(u=x, delta=delta, A=-torch.exp(p.A_log.float()), B=B, C=C, D=p.D.float(), z=z,
-                    delta_bias=p.dt_proj.bias.float(), delta_softplus=True)
-        return selective_scan(**args, reverse=reverse, backend=self.scan_backend)
+        return self._ssm(p, x, _channel_major_linear(p.dt_proj.weight, dt), B, C, z, reverse)
+
+    def _scan_token_major(self, x: torch.Tensor, z: torch.Tensor, p: _Direction, reverse: bool = False):
+        """_scan on token-major views: x, z and the result are (B, L, d_inner) tensors viewed as (B, d_inner, L);
+        the conv and the scan read and write that layout, the projections are plain aligned matmuls."""
+        x = self._conv(x, p, reverse)
+        dt, B, C = torch.split(F.linear(x.transpose(1, 2), p.x_proj.weight), [self.dt_rank, self.d_state, self.d_state],
+                               dim=-1)
+        delta = F.linear(dt, p.dt_proj.weight)
+        return self._ssm(p, x, delta.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2), z, reverse)
+
+    def _token_major(self, x: torch.Tensor) -> bool:
+        """Inference where the scan backend prefers token-major inputs (see `prefers_token_major`)."""
+        if torch.is_grad_enabled() and (x.requires_grad or any(q.requires_grad for q in self.parameters())):
+            return False
+        return prefers_token_major(x.shape[0], self.d_inner, x.shape[1], self.d_state, backend=self.scan_backend,
+                                   device=x.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"MambaMixer: x has shape {tuple(x.shape)}, expected (B, L, dim={self.dim})")
+        if self._token_major(x):
+            # inference on long sequences: everything stays token-major, no transposed copies, and the
+            # projections keep cuBLAS's aligned kernels whatever L is
+            x, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)
+            y = self._scan_token_major(x, z, self._direction(""))
+            if self.bidirectional:
+                y = y + self._scan_token_major(x, z, self._direction("_b"), reverse=True)
+                if self.if_divide_out:
+                    y = y / 2
+            return self.out_proj(y.transpose(1, 2))
         # channel-major from here to out_proj: (B, channels, L) with unit time stride, the layout the
         # conv and the scan read in place (z and the conv's first L outputs are views, not copies).
         # in_proj / out_proj stay token-major matmuls plus one transposed copy each: as bmm on the
