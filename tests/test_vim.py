@@ -395,9 +395,10 @@ def test_triton_and_torch_backends_agree():
     ref = tiny_vim(scan_backend="torch").eval()
     tri = tiny_vim(scan_backend="triton").eval()
     tri.load_state_dict(ref.state_dict())
+    tri.to(TRITON_DEVICE)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        assert rel_err(tri(x), ref(x)) < 1e-4
+        assert rel_err(tri(x.to(TRITON_DEVICE)).cpu(), ref(x)) < 1e-4
 
 
 @pytest.mark.triton_interpret

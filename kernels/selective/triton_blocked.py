@@ -11,6 +11,13 @@ through their strides, so the time-major layouts Vim's projections produce ((bat
 as (batch, dim, L)) need no copy, and `reverse=True` walks t = L-1 .. 0 (Vim's backward direction
 without flipping anything).
 
+The forward's tile is the transpose, (N, BLOCK_D) with the threads along the channels: each thread owns
+whole channels with all their states, so <h, C> sums in registers and softplus, the gate and the loads
+and stores of u, dt, z, y happen once per channel.  Its loads run two steps ahead of their use (a
+software pipeline through loop-carried registers).  It is the kernel for token-major inference, where
+a step's loads of u, dt, z and its store of y are contiguous across the warp; on channel-major inputs
+they are not, and the chunked kernel is faster (see `triton_fused.choose_kernel`).
+
 Parallel over the sequence: L is cut into `n_segs` segments of whole checkpoint chunks.  A first
 launch walks every segment but the last from a zero state, keeping only its end state and the sum of
 its dt (the segment's decay is exp2(A2 * sum dt), so no product needs storing); the main launch then

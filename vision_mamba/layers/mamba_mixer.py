@@ -13,6 +13,11 @@ out_proj.  Nothing is actually flipped: conv1d_b on the reversed sequence, rever
 anti-causal conv with the taps flipped, the projections act per token, and the scan runs backwards in
 time (the Triton backend's reverse=True; other backends flip around the scan).  Parameter names are those of mamba_ssm's `Mamba` module (Vim's fork), so official state
 dicts load unchanged.
+
+Layouts: training runs channel-major ((B, channels, L), what the chunked Triton scan and its backward
+read); inference where the scan prefers token-major inputs (`prefers_token_major`: the Triton backend
+with enough parallel work, e.g. Vim-S at 1248 px) keeps every tensor (B, L, channels) and hands the conv
+and the scan transposed views, so no transposed copy is made and every projection is an aligned matmul.
 """
 from __future__ import annotations
 
