@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from vision_mamba.bench import kernels as bench
 
@@ -35,3 +36,37 @@ def test_cli_writes_table_and_json(tmp_path):
 def test_custom_shape_is_validated():
     with pytest.raises(ValueError, match="G"):
         bench.parse_shape("1,6,10,4,4")          # 4 groups do not divide dim 6
+
+
+@pytest.mark.parametrize("groups,z", [(1, True), (2, False)])
+def test_token_major_inputs_hold_the_same_values_as_views(groups, z):
+    """--layout token-major: the same values as the channel-major inputs, laid out as Vim's inference
+    path holds them (u, delta, z with unit channel stride, B / C slices of one projection)."""
+    shape = bench.ScanShape("t", 2, 64, 9, 4, groups, z)
+    cm = bench.make_inputs(shape, torch.float32, "cpu", seed=3)
+    tm = bench.make_inputs(shape, torch.float32, "cpu", seed=3, layout="token-major")
+    for name, t in cm.items():
+        if t is None:
+            assert tm[name] is None
+            continue
+        assert torch.equal(tm[name], t), name
+        if name in ("u", "delta", "z", "B", "C"):
+            assert tm[name].stride(-1) != 1 and tm[name].shape == t.shape, name
+    assert tm["B"].stride(-2) == 1 and tm["u"].stride(1) == 1
+    with pytest.raises(ValueError, match="layout='rows'"):
+        bench.make_inputs(shape, torch.float32, "cpu", layout="rows")
+
+
+def test_cli_token_major_layout(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_kernels.py"), "--device", "cpu", "--shape", "1,8,30,4,1,z",
+         "--backends", "reference", "torch", "--repeats", "1", "--warmup", "0", "--check", "--no-progress",
+         "--layout", "token-major", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["metadata"]["layout"] == "token-major"
+    row = next(r for r in data["results"] if r["backend"] == "torch")
+    assert row["layout"] == "token-major" and row["shape"].endswith("[token-major]")
+    assert all(err < 1e-4 for err in row["rel_err"].values())

@@ -5,6 +5,7 @@
     python3 tools/bench_kernels.py --check              # ... plus rel. errors of y and every gradient
     python3 tools/bench_kernels.py --device cuda --dtype bf16 fp16 --shapes vim_s_layer long
     python3 tools/bench_kernels.py --shape 2,64,100,16,1,z --backends reference torch
+    python3 tools/bench_kernels.py --device cuda --shapes vim_s_1248 --layout token-major --check
 
 The work is done by vision_mamba.bench.kernels; this file only parses the command line.
 """
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, help="timed calls per measurement (default: 10 CPU, 50 CUDA); "
                                                "the reference backend uses min(repeats, max(3, repeats//5))")
     p.add_argument("--warmup", type=int, help="untimed calls first (default: 2 CPU, 10 CUDA; reference: <= 1)")
+    p.add_argument("--layout", choices=bench.LAYOUTS, default="channel-major",
+                   help="how the inputs sit in memory: contiguous (batch, dim, L) (the training path), or "
+                        "the token-major views Vim's inference path hands over (default: %(default)s)")
     p.add_argument("--check", action="store_true",
                    help="also report ||x - x_ref|| / ||x_ref|| of y and of every gradient against the "
                         "reference backend on fp32 copies of the inputs")
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     return bench.run_and_report(shapes, backends, dtypes, device, repeats, warmup, args.check, args.json or None,
                                 seed=args.seed, progress=not args.no_progress, markdown=args.markdown,
+                                layout=args.layout,
                                 argv=[sys.executable, *sys.argv] if argv is None else ["bench_kernels.py", *argv])
 
 

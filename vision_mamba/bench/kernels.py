@@ -64,12 +64,20 @@ SHAPES: dict[str, ScanShape] = {s.name: s for s in (
     # d_state=1, no gate
     ScanShape("vmamba_t_stage1", 64, 768, 3136, 1, 4, False),
     ScanShape("long", 4, 768, 16384, 16, 1, True),
+    # Vim-S inference, batch 8, at 1248 px (78 x 78 patches + cls) and 2048 px (128 x 128 + cls)
+    ScanShape("vim_s_1248", 8, 768, 6085, 16, 1, True),
+    ScanShape("vim_s_2048", 8, 768, 16385, 16, 1, True),
     # small enough for a CPU run in a couple of minutes, reference included
     ScanShape("cpu_vmamba", 2, 192, 3136, 1, 4, False),
     ScanShape("cpu_vim", 2, 384, 197, 16, 1, True),
 )}
 GPU_SHAPES = ("vim_s_layer", "vim_s_1024", "vmamba_t_stage1", "long")
 CPU_SHAPES = ("cpu_vmamba", "cpu_vim")
+
+# channel-major: contiguous (batch, dim, L) inputs (the training path); token-major: the views Vim's
+# inference path hands over -- u, delta (batch, L, dim), z the second half of a (batch, L, 2 dim) tensor,
+# B / C slices of a (batch, L, rank + 2 G N) projection -- each viewed as (batch, dim, L)
+LAYOUTS = ("channel-major", "token-major")
 
 ALL_BACKENDS = ("reference", "torch", "triton", "mamba_ssm")
 CUDA_ONLY_BACKENDS = ("triton", "mamba_ssm")
@@ -179,17 +187,21 @@ def validate(backends: Sequence[str], dtypes: Sequence[str], device: str) -> Non
 # --------------------------------------------------------------------------------------------- inputs
 
 
-def make_inputs(shape: ScanShape, dtype: torch.dtype, device: str, seed: int = 0) -> dict:
+def make_inputs(shape: ScanShape, dtype: torch.dtype, device: str, seed: int = 0,
+                layout: str = "channel-major") -> dict:
     """The models' way of calling the scan: with D, delta_bias and delta_softplus=True.
     u, z, B, C ~ randn and delta ~ 0.5 randn in `dtype`; A = -exp(0.5 randn), D ~ randn and
-    delta_bias ~ 0.5 randn - 2 in fp32 (parameters stay fp32)."""
+    delta_bias ~ 0.5 randn - 2 in fp32 (parameters stay fp32).  `layout` (see LAYOUTS) changes only
+    where the values sit in memory: the same seed gives the same values in both."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r}, expected one of {LAYOUTS}")
     g = torch.Generator(device=device).manual_seed(seed)
     b, d, L, n, G = shape.batch, shape.dim, shape.L, shape.N, shape.G
 
     def randn(*size, dt=dtype):
         return torch.randn(*size, generator=g, device=device, dtype=torch.float32).to(dt)
 
-    return {
+    inputs = {
         "u": randn(b, d, L),
         "delta": (0.5 * randn(b, d, L, dt=torch.float32)).to(dtype),
         "A": -torch.exp(0.5 * randn(d, n, dt=torch.float32)),
@@ -199,6 +211,22 @@ def make_inputs(shape: ScanShape, dtype: torch.dtype, device: str, seed: int = 0
         "z": randn(b, d, L) if shape.z else None,
         "delta_bias": 0.5 * randn(d, dt=torch.float32) - 2.0,
     }
+    return _token_major(inputs, shape) if layout == "token-major" else inputs
+
+
+def _token_major(inputs: dict, shape: ScanShape) -> dict:
+    """The same values laid out as Vim's token-major inference path holds them (LAYOUTS)."""
+    b, d, L, n, G = shape.batch, shape.dim, shape.L, shape.N, shape.G
+    rank = max(1, d // 32)                 # the dt projection's rank sits before B and C (Vim: d_inner / 32)
+    u, z = inputs["u"], inputs["z"]
+    xz = torch.cat([u, z if z is not None else u], 1).transpose(1, 2).contiguous()       # (b, L, 2d)
+    bc = torch.cat([inputs["B"].reshape(b, G * n, L), inputs["C"].reshape(b, G * n, L)], 1)
+    proj = torch.cat([bc.new_zeros(b, rank, L), bc], 1).transpose(1, 2).contiguous()      # (b, L, rank + 2GN)
+    as_bgnl = lambda t: t.transpose(1, 2).unflatten(1, (G, n))                           # noqa: E731
+    return dict(inputs, u=xz[..., :d].contiguous().transpose(1, 2),
+                delta=inputs["delta"].transpose(1, 2).contiguous().transpose(1, 2),
+                z=xz[..., d:].transpose(1, 2) if z is not None else None,
+                B=as_bgnl(proj[..., rank:rank + G * n]), C=as_bgnl(proj[..., rank + G * n:]))
 
 
 def backend_fn(name: str) -> Callable:
@@ -294,8 +322,9 @@ def _reference_result(inputs: dict, grad_out: torch.Tensor, shape: ScanShape, de
     return y, grads, None
 
 
-def _base_row(shape: ScanShape, backend: str, dtype: str, device: str) -> dict:
-    row = {"shape": shape.name, **{k: v for k, v in asdict(shape).items() if k != "name"},
+def _base_row(shape: ScanShape, backend: str, dtype: str, device: str, layout: str = "channel-major") -> dict:
+    name = shape.name if layout == "channel-major" else f"{shape.name} [{layout}]"
+    row = {"shape": name, **{k: v for k, v in asdict(shape).items() if k != "name"}, "layout": layout,
            "backend": backend, "dtype": dtype, "device": device, "status": "ok", "error": None,
            "fwd_ms": None, "fwd_bwd_ms": None, "fwd_times_ms": [], "fwd_bwd_times_ms": [],
            "repeats": None, "warmup": None}
@@ -304,9 +333,10 @@ def _base_row(shape: ScanShape, backend: str, dtype: str, device: str) -> dict:
 
 def run_benchmark(shapes: Sequence[str | ScanShape], backends: Sequence[str], dtypes: Sequence[str],
                   device: str, repeats: int, warmup: int, check: bool = False, *, seed: int = 0,
-                  progress: bool = True) -> list[dict]:
+                  progress: bool = True, layout: str = "channel-major") -> list[dict]:
     """Time every (shape, dtype, backend); with `check`, also the relative error of y and of every
-    gradient against the reference backend run on fp32 copies of the same inputs.
+    gradient against the reference backend run on fp32 copies of the same inputs.  `layout`: how the
+    inputs sit in memory (LAYOUTS); the token-major one is what Vim's inference path hands the scan.
 
     The reference backend is timed with min(repeats, max(3, repeats // 5)) repeats and at most one
     warm-up call (it is a Python loop over L).  An out-of-memory error is recorded in its row
@@ -328,7 +358,7 @@ def run_benchmark(shapes: Sequence[str | ScanShape], backends: Sequence[str], dt
                 inputs = grad_out = ref_y = ref_grads = None
                 ref_note = ref_error = None
                 try:
-                    inputs = make_inputs(shape, dtype, device, seed)
+                    inputs = make_inputs(shape, dtype, device, seed, layout)
                     g = torch.Generator(device=device).manual_seed(seed + 1)
                     grad_out = torch.randn(shape.batch, shape.dim, shape.L, generator=g, device=device,
                                            dtype=torch.float32).to(dtype)
@@ -345,7 +375,7 @@ def run_benchmark(shapes: Sequence[str | ScanShape], backends: Sequence[str], dt
                     prog.advance(task)
 
                 for backend in backends:
-                    row = _base_row(shape, backend, dtype_name, device)
+                    row = _base_row(shape, backend, dtype_name, device, layout)
                     rows.append(row)
                     if grad_out is None:  # no inputs: nothing to time
                         row.update(status="OOM" if ref_error.startswith("OOM") else "error", error=ref_error)
@@ -406,13 +436,14 @@ def _check_row(row, fn, inputs, grad_out, ref_y, ref_grads, ref_note, ref_error)
             raise RuntimeError(f"--check: {ref_error}")
         row["check_note"] = f"not checked: {ref_error}"
         return
-    if ref_grads is None:
-        with torch.no_grad():
-            y = fn(**inputs, delta_softplus=True)
-        grads = {}
-    else:
+    # y: the worse of the no_grad forward and the forward under autograd, which may run other kernels
+    # (the Triton backend picks its inference kernel by layout and size, see choose_kernel)
+    with torch.no_grad():
+        errs = {"y": rel_err(fn(**inputs, delta_softplus=True), ref_y)}
+    grads = {}
+    if ref_grads is not None:
         y, grads = forward_backward(fn, inputs, grad_out)
-    errs = {"y": rel_err(y, ref_y)}
+        errs["y"] = max(errs["y"], rel_err(y, ref_y))
     for name in GRAD_NAMES:
         if ref_grads is not None and name in ref_grads:
             errs[f"d{name}"] = rel_err(grads[name], ref_grads[name])
@@ -733,19 +764,20 @@ def report(rows: list[dict], console=None) -> None:
 def run_and_report(shapes: Sequence[str | ScanShape], backends: Sequence[str], dtypes: Sequence[str],
                    device: str, repeats: int, warmup: int, check: bool, json_path: str | os.PathLike | None,
                    *, seed: int = 0, progress: bool = True, markdown: bool = False,
-                   argv: Sequence[str] | None = None) -> int:
+                   argv: Sequence[str] | None = None, layout: str = "channel-major") -> int:
     """What tools/bench_kernels.py runs: benchmark, print, save JSON. Returns the exit status
     (1 when a row failed with an error other than OOM)."""
     console = make_console()
     meta = collect_metadata(device, argv)
-    meta.update(repeats=repeats, warmup=warmup, seed=seed)
+    meta.update(repeats=repeats, warmup=warmup, seed=seed, layout=layout)
     console.print(f"[bold]selective scan benchmark[/] on {meta['device_name']} "
                   f"(torch {meta['torch']}, triton {meta['triton']}, {meta['threads']} threads)")
     meta["loadavg_start"] = _loadavg()
     if device == "cpu":
         meta["cpu_busy_before"] = cpu_busy_fraction()
         _warn_if_busy(console, meta["cpu_busy_before"])
-    rows = run_benchmark(shapes, backends, dtypes, device, repeats, warmup, check, seed=seed, progress=progress)
+    rows = run_benchmark(shapes, backends, dtypes, device, repeats, warmup, check, seed=seed, progress=progress,
+                         layout=layout)
     meta["loadavg_end"] = _loadavg()
     report(rows, console)
     if markdown:
