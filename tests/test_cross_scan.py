@@ -182,3 +182,23 @@ def test_triton_on_cpu_needs_interpreter(monkeypatch):
         cross_scan(X, "cross2d", backend="triton")
     with pytest.raises(ValueError, match=r"backend 'triton' needs CUDA tensors \(y of shape"):
         cross_merge(Y4, "cross2d", 4, 5, backend="triton")
+
+
+@pytest.mark.triton_interpret
+def test_triton_orderings_are_custom_ops_compile_traces_around():
+    """The fused kernels are torch.library custom ops (opcheck: schema, fake shapes, autograd), so dynamo
+    captures a scan -> merge round trip as one graph instead of tracing into Triton."""
+    import torch._dynamo as dynamo
+    from vision_mamba.kernels.orderings.triton_op import cross_merge_op, cross_scan_op
+    x = torch.randn(2, 3, 6, 5, device=TRITON_DEVICE, requires_grad=True)
+    torch.library.opcheck(cross_scan_op, (x, 4, 6, 5), test_utils=("test_schema", "test_faketensor",
+                                                                      "test_autograd_registration"))
+    y = torch.randn(2, 4, 3, 30, device=TRITON_DEVICE, requires_grad=True)
+    torch.library.opcheck(cross_merge_op, (y, 4, 6, 5), test_utils=("test_schema", "test_faketensor",
+                                                                       "test_autograd_registration"))
+
+    def round_trip(x):
+        return cross_merge(cross_scan(x, "cross2d", backend="triton") * 2, "cross2d", 6, 5, backend="triton")
+    explained = dynamo.explain(round_trip)(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    dynamo.reset()

@@ -5,8 +5,9 @@ The scan loads a tile once and stores it to every route; the merge loads the sam
 route and stores their sum (in fp32, rounded once).  The column-major routes go through a transposed
 tile, so that their stores (and loads) run along contiguous memory too.
 
-The two are adjoints, so each one's backward is the other; it goes through the other's autograd
-Function, which makes the backward itself differentiable.  "unidi" and "bidi" are run as a
+The two are adjoints, so each one's backward is the other (triton_op.py: torch.library custom ops, so
+torch.compile traces around the kernels); it goes through the other op with its autograd, which makes
+the backward itself differentiable.  "unidi" and "bidi" are run as a
 (1, L) image: only the 2-D "cross2d" needs the height and width.
 """
 from __future__ import annotations
@@ -86,32 +87,20 @@ def _launch(kernel, src: torch.Tensor, dst: torch.Tensor, batch: int, channels: 
     return dst
 
 
-class _CrossScanTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, routes: int, height: int, width: int):
-        ctx.shape, ctx.geometry = x.shape, (routes, height, width)
-        batch, channels = x.shape[:2]
-        x = x.contiguous()
-        y = x.new_empty(batch, routes, channels, height * width)
-        return _launch(_scan_kernel, x, y, batch, channels, routes, height, width)
-
-    @staticmethod
-    def backward(ctx, dy):
-        return _CrossMergeTriton.apply(dy, *ctx.geometry).view(ctx.shape), None, None, None
+def scan_launch(x: torch.Tensor, routes: int, height: int, width: int) -> torch.Tensor:
+    """(B, C, ...) with H * W positions -> (B, K, C, H * W): the scan kernel, no autograd."""
+    batch, channels = x.shape[:2]
+    x = x.contiguous()
+    y = x.new_empty(batch, routes, channels, height * width)
+    return _launch(_scan_kernel, x, y, batch, channels, routes, height, width)
 
 
-class _CrossMergeTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, routes: int, height: int, width: int):
-        ctx.geometry = (routes, height, width)
-        batch, _, channels, length = y.shape
-        y = y.contiguous()
-        out = y.new_empty(batch, channels, length)
-        return _launch(_merge_kernel, y, out, batch, channels, routes, height, width)
-
-    @staticmethod
-    def backward(ctx, dout):
-        return _CrossScanTriton.apply(dout, *ctx.geometry), None, None, None
+def merge_launch(y: torch.Tensor, routes: int, height: int, width: int) -> torch.Tensor:
+    """(B, K, C, L) -> (B, C, L): the merge kernel, no autograd."""
+    batch, _, channels, length = y.shape
+    y = y.contiguous()
+    out = y.new_empty(batch, channels, length)
+    return _launch(_merge_kernel, y, out, batch, channels, routes, height, width)
 
 
 def _routes(ordering: str, fn: str) -> int:
@@ -124,7 +113,8 @@ def cross_scan_triton(x: torch.Tensor, ordering: str) -> torch.Tensor:
     """(B, C, H, W) -> (B, K, C, H*W); "unidi"/"bidi" also take a flat (B, C, L)."""
     routes = _routes(ordering, "cross_scan")
     height, width = x.shape[-2:] if ordering == "cross2d" else (1, x.shape[2:].numel())
-    return _CrossScanTriton.apply(x, routes, height, width)
+    from .triton_op import cross_scan_op   # the ops wrap this module's launchers
+    return cross_scan_op(x, routes, height, width)
 
 
 def cross_merge_triton(y: torch.Tensor, ordering: str, height: int | None = None,
@@ -136,4 +126,5 @@ def cross_merge_triton(y: torch.Tensor, ordering: str, height: int | None = None
     elif height is None or width is None or height * width != y.shape[-1]:
         raise ValueError(f"cross_merge: ordering 'cross2d' needs height * width == L={y.shape[-1]}, "
                          f"got height={height}, width={width}")
-    return _CrossMergeTriton.apply(y, routes, height, width)
+    from .triton_op import cross_merge_op
+    return cross_merge_op(y, routes, height, width)

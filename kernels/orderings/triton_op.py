@@ -1,0 +1,43 @@
+"""The fused scan orderings as `torch.library` custom ops: torch.compile and torch.export trace around the
+kernels (dynamo cannot trace into them under the Triton interpreter, and user-kernel tracing failed in a
+compiled VMamba training step on the H200), as for the selective scan and the conv1d."""
+import torch
+from torch import Tensor
+
+from . import triton_fused
+
+
+@torch.library.custom_op("vision_mamba::cross_scan_triton", mutates_args=())
+def cross_scan_op(x: Tensor, routes: int, height: int, width: int) -> Tensor:
+    return triton_fused.scan_launch(x, routes, height, width)
+
+
+@cross_scan_op.register_fake
+def _scan_fake(x, routes, height, width):
+    return x.new_empty(x.shape[0], routes, x.shape[1], height * width)
+
+
+@torch.library.custom_op("vision_mamba::cross_merge_triton", mutates_args=())
+def cross_merge_op(y: Tensor, routes: int, height: int, width: int) -> Tensor:
+    return triton_fused.merge_launch(y, routes, height, width)
+
+
+@cross_merge_op.register_fake
+def _merge_fake(y, routes, height, width):
+    return y.new_empty(y.shape[0], y.shape[2], y.shape[3])
+
+
+def _setup(ctx, inputs, output):
+    ctx.shape, ctx.geometry = inputs[0].shape, inputs[1:]
+
+
+def _scan_backward(ctx, dy):
+    return cross_merge_op(dy, *ctx.geometry).view(ctx.shape), None, None, None
+
+
+def _merge_backward(ctx, dout):
+    return cross_scan_op(dout, *ctx.geometry), None, None, None
+
+
+cross_scan_op.register_autograd(_scan_backward, setup_context=_setup)
+cross_merge_op.register_autograd(_merge_backward, setup_context=_setup)
