@@ -197,3 +197,22 @@ def test_no_checkpoints_under_no_grad(monkeypatch):
         triton_fused.selective_scan_triton(**ins, delta_softplus=True, kernel="blocked")
     triton_fused.selective_scan_triton(**ins, delta_softplus=True, kernel="blocked")
     assert seen[0] == 1 and seen[1] > 1
+
+
+@pytest.mark.parametrize("kernel", ["auto", "chunked", "blocked"])
+@pytest.mark.parametrize("store", [True, False])
+def test_checkpoint_rows_match_the_real_buffer(monkeypatch, kernel, store):
+    """The custom op's fake forward reports `checkpoint_rows`: it must be the row count the launcher
+    really allocates (for each kernel, stored or not, channel- and token-major inputs), and the op's
+    fake implementation must agree with the real one (opcheck)."""
+    from vision_mamba.kernels.selective.triton_op import selective_scan_triton_fwd
+    monkeypatch.setattr(triton_fused, "BLOCKED_MIN_WARPS", 0)     # let "auto" pick blocked on token-major inputs
+    ins = make_inputs(1, 8, 45, 4, 1, seed=6, device=TRITON_DEVICE)
+    tm = dict(ins, u=ins["u"].transpose(1, 2).contiguous().transpose(1, 2))
+    for inputs in (ins, tm):
+        _, ckpt = triton_fused.forward(**inputs, delta_softplus=True, kernel=kernel, store_checkpoints=store)
+        rows = triton_fused.checkpoint_rows(inputs["u"], inputs["A"], inputs["B"], inputs["C"], kernel, store)
+        assert ckpt.shape[2] == rows
+        args = tuple(inputs[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"))
+        torch.library.opcheck(selective_scan_triton_fwd, (*args, True, False, kernel, store),
+                              test_utils=("test_schema", "test_faketensor"))

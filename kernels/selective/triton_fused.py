@@ -326,6 +326,17 @@ def _resolve(kernel: str, u, A, B4, C4, inference: bool = False) -> str:
     return kernel
 
 
+def checkpoint_rows(u, A, B, C, kernel: str = "auto", store_checkpoints: bool = True) -> int:
+    """The row count of `forward`'s checkpoints for these inputs, from shapes and strides only (what the
+    custom op's fake implementation reports, so that compiled code knows the buffer's strides)."""
+    B4, C4 = as_grouped(B), as_grouped(C)
+    length = u.shape[-1]
+    if _resolve(kernel, u, A, B4, C4, inference=not store_checkpoints) == "blocked":
+        chunk = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1]).chunk
+        return triton.cdiv(length, chunk) + 1 if store_checkpoints else 1
+    return triton.cdiv(length, _launch_config(length)[0]) + 1      # the chunked kernel keeps every row
+
+
 def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, reverse=False,
             kernel="auto", store_checkpoints=True):
     """The forward half: (y, checkpoints).

@@ -7,8 +7,8 @@ trace around the kernels instead of into them.
 Each wraps one half of `triton_fused` (`forward` / `backward`); `register_fake` gives their output
 shapes without running a kernel (what compile and export trace with), and `register_autograd` joins
 them, so a compiled model keeps the fused backward.  The checkpoints' row count belongs to the kernel
-the launcher picks (chunk length, blocked or chunked, stored or not), so the fake forward gives it as
-a fresh dynamic size instead of repeating that logic here; only the backward op consumes it.
+the launcher picks (chunk length, blocked or chunked, stored or not): `triton_fused.checkpoint_rows`
+gives it from shapes and strides, for the fake and for a test that it matches the real buffer.
 
 y has the layout of torch.empty_like(u) (a token-major u gives a token-major y) and every other
 output is contiguous (the real forward copies where a kernel's layout differs), so the fake outputs'
@@ -52,7 +52,9 @@ def _like_u(y: Tensor, u: Tensor) -> Tensor:
 def _fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, kernel, store_checkpoints):
     batch, dim, _ = u.shape
     n = A.shape[1]
-    rows = torch.library.get_ctx().new_dynamic_size()
+    # the real row count (a fresh unbacked size instead left inductor unable to order the buffer's
+    # strides: a compiled training step failed)
+    rows = triton_fused.checkpoint_rows(u, A, B, C, kernel, store_checkpoints)
     f32 = dict(dtype=torch.float32, device=u.device)
     return torch.empty_like(u), torch.empty(batch, dim, n, **f32), torch.empty(batch, dim, rows, n, **f32)
 
