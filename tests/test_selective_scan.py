@@ -536,3 +536,12 @@ def test_autocast_leaves_the_scan_in_its_compute_dtype(backend):
     assert rel_err(y_ac, y) < 1e-6
     for a, b_ in zip(g_ac, g):
         assert rel_err(a, b_) < 1e-6
+
+
+def test_prefers_token_major_needs_the_triton_backend_and_names_a_bad_one():
+    from vision_mamba.kernels.selective import prefers_token_major
+    # only the Triton backend reads token-major views in place; 'auto' picks it only for CUDA tensors
+    assert not prefers_token_major(8, 768, 6085, 16, backend="auto", device="cpu")
+    assert not prefers_token_major(8, 768, 6085, 16, backend="torch", device="cuda")
+    with pytest.raises(ValueError, match="backend='tritn'"):
+        prefers_token_major(8, 768, 6085, 16, backend="tritn")

@@ -1,6 +1,6 @@
-"""The fused scan orderings as `torch.library` custom ops: torch.compile and torch.export trace around the
-kernels (dynamo cannot trace into them under the Triton interpreter, and user-kernel tracing failed in a
-compiled VMamba training step on the H200), as for the selective scan and the conv1d."""
+"""The fused scan orderings as `torch.library` custom ops, as the selective scan and the conv1d are:
+torch.compile and torch.export trace around the kernels instead of into them (dynamo cannot trace into
+them at all under the Triton interpreter)."""
 import torch
 from torch import Tensor
 

@@ -150,6 +150,8 @@ def prefers_token_major(batch: int, dim: int, length: int, n: int, *, backend: s
     (batch, L, dim) tensors viewed as (batch, dim, L), with B / C (batch, L, G * N) views likewise.  True
     where the Triton backend runs and picks its blocked kernel for them, which reads them in place and
     writes y token-major too, so the caller's transposes around the scan go away."""
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"prefers_token_major: backend={backend!r}, expected 'auto' or one of {sorted(BACKENDS)}")
     device = torch.device(device)
     if backend == "auto":
         if device.type != "cuda" or n not in TRITON_STATE_SIZES:

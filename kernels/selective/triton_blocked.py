@@ -49,10 +49,7 @@ from ._triton_common import LOG2E, softplus
 def _discretize(delta_row, t, sd_t, bias, mask_d, SOFTPLUS: tl.constexpr):
     """(dt, raw): dt in fp32 for the block's channels at time t, and its pre-softplus value."""
     raw = tl.load(delta_row + t * sd_t, mask=mask_d, other=0.0).to(tl.float32) + bias
-    dt = raw
-    if SOFTPLUS:
-        dt = softplus(raw)
-    return dt, raw
+    return _dt(raw, SOFTPLUS), raw
 
 
 @triton.jit
@@ -112,11 +109,11 @@ def _fwd_inputs(i, i_end, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B
 
 
 @triton.jit
-def _dt(raw, bias, SOFTPLUS: tl.constexpr):
-    dt = raw.to(tl.float32) + bias
+def _dt(pre, SOFTPLUS: tl.constexpr):
+    """dt from its pre-softplus value (delta + delta_bias, fp32)."""
     if SOFTPLUS:
-        dt = softplus(dt)
-    return dt
+        return softplus(pre)
+    return pre
 
 
 @triton.jit
@@ -145,7 +142,7 @@ def _fwd_segment_states_kernel(
     for i in tl.range(i0, i1, loop_unroll_factor=UNROLL):
         raw2, uv2, _, Bt2, _ = _fwd_inputs(i + 2, i1, L, delta_row, sd_t, u_row, su_t, u_row, su_t, B_ptr, B_off, sB_t,
                                            sB_n, B_ptr, B_off, sB_t, sB_n, mask_d, N, False, False, REVERSE, EVEN_D)
-        dt = _dt(raw, bias, SOFTPLUS)
+        dt = _dt(raw.to(tl.float32) + bias, SOFTPLUS)
         h = tl.exp2(A2 * dt[None, :]) * h + (dt * uv.to(tl.float32))[None, :] * Bt.to(tl.float32)[:, None]
         dt_sum += dt
         raw, uv, Bt = raw1, uv1, Bt1
@@ -208,7 +205,7 @@ def _fwd_kernel(
         raw2, uv2, zt2, Bt2, Ct2 = _fwd_inputs(i + 2, i1, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B_off,
                                                sB_t, sB_n, C_ptr, C_off, sC_t, sC_n, mask_d, N, HAS_Z, True, REVERSE,
                                                EVEN_D)
-        dt = _dt(raw, bias, SOFTPLUS)
+        dt = _dt(raw.to(tl.float32) + bias, SOFTPLUS)
         u32 = uv.to(tl.float32)
         h = tl.exp2(A2 * dt[None, :]) * h + (dt * u32)[None, :] * Bt.to(tl.float32)[:, None]
         y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0) + Dv * u32

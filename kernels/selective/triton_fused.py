@@ -306,7 +306,7 @@ def choose_kernel(batch: int, dim: int, length: int, n: int, groups_b: int = 1, 
     if not (inference and token_major) or n == 1:
         return "chunked"
     cfg = blocked.default_config(batch, dim, length, n, groups_b, groups_c)
-    programs = batch * triton.cdiv(dim, blocked.fitted_block(cfg.fwd_block_d, dim, groups_b, groups_c))
+    programs = batch * triton.cdiv(dim, cfg.fwd_block_d)
     max_segs = triton.cdiv(length, 4 * cfg.chunk)
     return "blocked" if programs * max_segs >= BLOCKED_MIN_WARPS else "chunked"
 

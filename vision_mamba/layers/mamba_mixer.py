@@ -51,12 +51,19 @@ def _batched(weight: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tens
     return weight.expand(batch, -1, -1)
 
 
-def _channel_major_linear(weight: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
+def _channel_major_linear(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """nn.Linear on channel-major tokens: weight (out, in), x (B, in, L) with either unit stride -> (B, out,
     L) contiguous, in one bmm with no copy of x or of the output (F.linear on x.transpose(1, 2), or
     torch.matmul's folding, copies x or the output to get there)."""
-    y = torch.bmm(_batched(weight, x.shape[0], x), x)
-    return y if bias is None else y + bias[:, None]
+    return torch.bmm(_batched(weight, x.shape[0], x), x)
+
+
+def _linear(weight: torch.Tensor, x: torch.Tensor, token_major: bool) -> torch.Tensor:
+    """nn.Linear (no bias) over the channels of x (B, in, L) -> (B, out, L), in x's layout: a plain
+    matmul on the (B, L, in) tensor behind a token-major view, else `_channel_major_linear`."""
+    if token_major:
+        return F.linear(x.transpose(1, 2), weight).transpose(1, 2)
+    return _channel_major_linear(weight, x)
 
 
 class _Direction(NamedTuple):
@@ -151,23 +158,14 @@ class MambaMixer(nn.Module):
         return selective_scan(x, delta, -torch.exp(p.A_log.float()), B, C, p.D.float(), z,
                               p.dt_proj.bias.float(), True, reverse=reverse, backend=self.scan_backend)
 
-    def _scan(self, xz: torch.Tensor, p: _Direction, reverse: bool = False) -> torch.Tensor:
-        """(B, 2 * d_inner, L) -> gated SSM output (B, d_inner, L) of one direction; reverse=True is the
-        backward direction, in the original time order."""
-        x, z = xz.chunk(2, dim=1)
+    def _scan(self, x: torch.Tensor, z: torch.Tensor, p: _Direction, reverse: bool, token_major: bool) -> torch.Tensor:
+        """x, z (B, d_inner, L) -> gated SSM output (B, d_inner, L) of one direction, in x's layout: channel-
+        major (unit time stride) or token-major ((B, L, d_inner) views); reverse=True is the backward
+        direction, in the original time order."""
         x = self._conv(x, p, reverse)
-        dt, B, C = torch.split(_channel_major_linear(p.x_proj.weight, x), [self.dt_rank, self.d_state, self.d_state],
+        dt, B, C = torch.split(_linear(p.x_proj.weight, x, token_major), [self.dt_rank, self.d_state, self.d_state],
                                dim=1)
-        return self._ssm(p, x, _channel_major_linear(p.dt_proj.weight, dt), B, C, z, reverse)
-
-    def _scan_token_major(self, x: torch.Tensor, z: torch.Tensor, p: _Direction, reverse: bool = False):
-        """_scan on token-major views: x, z and the result are (B, L, d_inner) tensors viewed as (B, d_inner, L);
-        the conv and the scan read and write that layout, the projections are plain aligned matmuls."""
-        x = self._conv(x, p, reverse)
-        dt, B, C = torch.split(F.linear(x.transpose(1, 2), p.x_proj.weight), [self.dt_rank, self.d_state, self.d_state],
-                               dim=-1)
-        delta = F.linear(dt, p.dt_proj.weight)
-        return self._ssm(p, x, delta.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2), z, reverse)
+        return self._ssm(p, x, _linear(p.dt_proj.weight, dt, token_major), B, C, z, reverse)
 
     def _token_major(self, x: torch.Tensor) -> bool:
         """Inference where the scan backend prefers token-major inputs (see `prefers_token_major`)."""
@@ -179,25 +177,20 @@ class MambaMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"MambaMixer: x has shape {tuple(x.shape)}, expected (B, L, dim={self.dim})")
-        if self._token_major(x):
-            # inference on long sequences: everything stays token-major, no transposed copies, and the
-            # projections keep cuBLAS's aligned kernels whatever L is
-            x, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)
-            y = self._scan_token_major(x, z, self._direction(""))
-            if self.bidirectional:
-                y = y + self._scan_token_major(x, z, self._direction("_b"), reverse=True)
-                if self.if_divide_out:
-                    y = y / 2
-            return self.out_proj(y.transpose(1, 2))
-        # channel-major from here to out_proj: (B, channels, L) with unit time stride, the layout the
-        # conv and the scan read in place (z and the conv's first L outputs are views, not copies).
-        # in_proj / out_proj stay token-major matmuls plus one transposed copy each: as bmm on the
-        # channel-major side their leading dimension would be L, odd for Vim (197, 6085 tokens), and
-        # cuBLAS then falls back to unaligned kernels 3-4x slower than the copy (H100 profile, docs/benchmarks.md)
-        xz = self.in_proj(x).transpose(1, 2).contiguous()
-        y = self._scan(xz, self._direction(""))
+        # token-major (inference where the scan prefers it): every tensor stays (B, L, channels) and the conv
+        # and the scan get transposed views: no copies, and the projections keep cuBLAS's aligned kernels
+        # whatever L is.  Channel-major otherwise: (B, channels, L) with unit time stride, what the chunked
+        # scan and its backward read, after one transposed copy of in_proj's output (as bmm on the channel-
+        # major side in_proj / out_proj would have leading dimension L, odd for Vim (197, 6085 tokens),
+        # and cuBLAS falls back to unaligned kernels 3-4x slower than the copy: H100 profile, docs/benchmarks.md)
+        token_major = self._token_major(x)
+        xz = self.in_proj(x).transpose(1, 2)
+        if not token_major:
+            xz = xz.contiguous()
+        x, z = xz.chunk(2, dim=1)         # views: z and the conv's input are read in place
+        y = self._scan(x, z, self._direction(""), False, token_major)
         if self.bidirectional:
-            y = y + self._scan(xz, self._direction("_b"), reverse=True)
+            y = y + self._scan(x, z, self._direction("_b"), True, token_major)
             if self.if_divide_out:
                 y = y / 2
         return self.out_proj(y.transpose(1, 2))
