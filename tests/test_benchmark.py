@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from vision_mamba.bench import speed
 
@@ -73,3 +74,27 @@ def test_cuda_graphs_option_is_validated():
     with pytest.raises(ValueError, match="cuda_graphs needs device 'cuda' and mode 'infer'"):
         speed.validate(["vim_tiny_patch16_224"], [64], 1, "infer", "fp32", ["sdpa"], "cpu", 1, 0, cuda_graphs=True)
     assert speed._label("vim_small_patch16_224", None, True) == "vim_small_patch16_224+graphs"
+
+
+def test_channels_last_runs_model_and_input_channels_last(monkeypatch):
+    """--channels-last: the model's 4-D weights and the batch it is fed are channels-last, the row says so."""
+    seen = {}
+    real_measure = speed.measure
+
+    def spy(model, row, repeats, warmup):
+        def look(module, args):     # a pre-hook's non-None return would replace the input
+            seen.setdefault("input", args[0].is_contiguous(memory_format=torch.channels_last))
+
+        handle = model.register_forward_pre_hook(look)
+        seen["weight"] = model.patch_embed[0].weight.is_contiguous(memory_format=torch.channels_last)
+        try:
+            real_measure(model, row, repeats, warmup)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(speed, "measure", spy)
+    rows = speed.run_benchmark(["vmamba_tiny_s1l8"], [64], batch=1, mode="infer", dtype="fp32", device="cpu",
+                               repeats=1, warmup=0, channels_last=True, progress=False)
+    assert rows[0]["status"] == "ok", rows[0]
+    assert rows[0]["channels_last"] is True and rows[0]["label"] == "vmamba_tiny_s1l8+cl"
+    assert seen == {"input": True, "weight": True}

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graphs", action="store_true",
                    help="inference on CUDA only: capture the call into a CUDA graph and time its replays "
                         "(rows labelled +graphs)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and input in channels-last memory format (timm's --channels-last); with "
+                        "--compile it lets inductor fuse VMamba's channel-first LayerNorms without "
+                        "layout copies (rows labelled +cl)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if cuda else "cpu",
                    help="default: cuda when available, else cpu")
     p.add_argument("--repeats", type=int, default=20, help="timed calls (default: %(default)s)")
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     return speed.run_and_report(
         args.models, args.res, batch=args.batch, mode=args.mode, dtype=args.dtype, device=args.device,
         attns=args.attn, repeats=args.repeats, warmup=args.warmup, compile_=args.compile, out_dir=args.out,
-        progress=not args.no_progress, cuda_graphs=args.cuda_graphs,
+        progress=not args.no_progress, cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
         argv=[sys.executable, *sys.argv] if argv is None else ["benchmark.py", *argv])
 
 

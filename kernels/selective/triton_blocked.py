@@ -397,10 +397,10 @@ class BlockedConfig:
     sequence segments run in parallel by the forward / backward; num_warps: warps per backward program;
     fwd_block_d / fwd_warps: channels and warps per forward program (fwd_block_d / (32 fwd_warps)
     channels per thread, each with all its N states); fwd_block_d is narrowed where a B/C group has fewer
-    channels.  fwd_unroll: the forward's time loops unrolled this many times, so that the registers of
-    the loads in flight rotate by renaming instead of moves (sm_90 SASS per step, triton 3.6, Vim-S
-    shapes: 304 -> 249 instructions in the main loop, 196 -> 170 in the segment pass, same registers;
-    not yet timed on a GPU).  Applied to token-major inference only (see blocked_forward)."""
+    channels.  fwd_unroll: the forward's time loops unrolled this many times (token-major inference only,
+    see blocked_forward).  Default 1: unrolled 3x it was slower on an H200 (2026-12-03, bf16, token-major,
+    batch 8: 1.16 vs 0.83 ms per call at Vim-S 1248 px, 0.49 vs 0.33-0.41 ms at 224 px batch 64; Vim-S
+    1248 px model 53.9 vs 52.3 ms), although it has fewer instructions per step."""
     block_d: int
     chunk: int
     n_segs: int
@@ -408,7 +408,7 @@ class BlockedConfig:
     num_warps: int
     fwd_block_d: int = 32
     fwd_warps: int = 1
-    fwd_unroll: int = 3
+    fwd_unroll: int = 1
 
     def __post_init__(self):
         for name in ("block_d", "chunk", "n_segs", "n_segs_bwd", "num_warps", "fwd_block_d", "fwd_warps", "fwd_unroll"):

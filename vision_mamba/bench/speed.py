@@ -18,6 +18,8 @@ Timing and memory, and why they are measured the way they are:
   torch.cuda.CUDAGraph and the timed calls replay it, so the per-kernel launch cost from Python is
   paid once; rows carry "cuda_graphs": true and a "+graphs" label.  Its memory counts what the
   capture allocated (the graph's private pool) as the peak.
+- channels_last (opt-in, timm's --channels-last): model and batch in channels-last memory format; rows
+  carry "channels_last": true and a "+cl" label.
 - CUDA memory: torch.cuda.max_memory_allocated over the timed calls minus what is allocated before
   them (the weights, and in train mode the optimizer state), i.e. activations (+ gradients in train).
 - CPU memory: there is no allocator high-water mark, so the resident set size is sampled in a thread
@@ -182,10 +184,13 @@ def _autocast(device: str, dtype: str):
     return torch.autocast(device_type=device, dtype=DTYPES[dtype])
 
 
-def make_step(model, mode: str, batch: int, res: int, dtype: str, device: str):
+def make_step(model, mode: str, batch: int, res: int, dtype: str, device: str, channels_last: bool = False):
     """The callable that is timed: inference (no_grad forward) or a training step (forward, backward,
-    SGD with momentum), on a fixed random batch."""
+    SGD with momentum), on a fixed random batch (in channels-last memory format with channels_last, as
+    timm's --channels-last feeds it)."""
     x = torch.randn(batch, 3, res, res, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     if mode == "infer":
         model.eval()
 
@@ -208,14 +213,15 @@ def make_step(model, mode: str, batch: int, res: int, dtype: str, device: str):
     return train, opt
 
 
-def _label(name: str, attn: str | None, cuda_graphs: bool = False) -> str:
-    return (f"{name}[{attn}]" if attn else name) + ("+graphs" if cuda_graphs else "")
+def _label(name: str, attn: str | None, cuda_graphs: bool = False, channels_last: bool = False) -> str:
+    return ((f"{name}[{attn}]" if attn else name) + ("+cl" if channels_last else "")
+            + ("+graphs" if cuda_graphs else ""))
 
 
-def _base_row(name, attn, res, mode, dtype, device, batch, compile_, cuda_graphs=False):
-    return {"label": _label(name, attn, cuda_graphs), "model": name, "attn": attn, "res": res, "mode": mode,
-            "dtype": dtype, "device": device, "batch": batch, "compile": compile_, "cuda_graphs": cuda_graphs,
-            "status": "ok",
+def _base_row(name, attn, res, mode, dtype, device, batch, compile_, cuda_graphs=False, channels_last=False):
+    return {"label": _label(name, attn, cuda_graphs, channels_last), "model": name, "attn": attn, "res": res,
+            "mode": mode, "dtype": dtype, "device": device, "batch": batch, "compile": compile_,
+            "cuda_graphs": cuda_graphs, "channels_last": channels_last, "status": "ok",
             "reason": None, "latency_ms": None, "images_per_s": None, "peak_mem_mb": None,
             "params_m": None, "gflops": None, "gflops_note": None, "times_ms": []}
 
@@ -247,7 +253,8 @@ def capture_cuda_graph(step):
 def measure(model, row: dict, repeats: int, warmup: int) -> None:
     """Fill latency, img/s and memory into row; exceptions from the probe call are tagged 'probe'."""
     device, batch = row["device"], row["batch"]
-    step, opt = make_step(model, row["mode"], batch, row["res"], row["dtype"], device)
+    step, opt = make_step(model, row["mode"], batch, row["res"], row["dtype"], device,
+                          row.get("channels_last", False))
     if device == "cuda":
         _probe(step)
         time_fn(step, 0, warmup, device)
@@ -273,8 +280,9 @@ def measure(model, row: dict, repeats: int, warmup: int) -> None:
 
 
 def run_one(name: str, attn: str | None, res: int, *, mode: str, dtype: str, device: str, batch: int,
-            repeats: int, warmup: int, compile_: bool = False, cuda_graphs: bool = False) -> dict:
-    row = _base_row(name, attn, res, mode, dtype, device, batch, compile_, cuda_graphs)
+            repeats: int, warmup: int, compile_: bool = False, cuda_graphs: bool = False,
+            channels_last: bool = False) -> dict:
+    row = _base_row(name, attn, res, mode, dtype, device, batch, compile_, cuda_graphs, channels_last)
     model = None
     try:
         try:
@@ -285,6 +293,8 @@ def run_one(name: str, attn: str | None, res: int, *, mode: str, dtype: str, dev
         if attn:
             set_attn(model, attn)
         row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         if compile_:
             model = torch.compile(model)
         measure(model, row, repeats, warmup)
@@ -337,7 +347,8 @@ def validate(models, resolutions, batch, mode, dtype, attns, device, repeats, wa
 
 def run_benchmark(models: Sequence[str], resolutions: Sequence[int], *, batch: int, mode: str, dtype: str,
                   device: str, attns: Sequence[str] = ATTN_IMPLS, repeats: int, warmup: int,
-                  compile_: bool = False, cuda_graphs: bool = False, progress: bool = True) -> list[dict]:
+                  compile_: bool = False, cuda_graphs: bool = False, channels_last: bool = False,
+                  progress: bool = True) -> list[dict]:
     validate(models, resolutions, batch, mode, dtype, attns, device, repeats, warmup, cuda_graphs)
     console = make_console(stderr=True, quiet=not progress)
     rows = []
@@ -345,7 +356,8 @@ def run_benchmark(models: Sequence[str], resolutions: Sequence[int], *, batch: i
         for attn in attn_variants(name, attns):
             for res in resolutions:
                 row = run_one(name, attn, res, mode=mode, dtype=dtype, device=device, batch=batch,
-                              repeats=repeats, warmup=warmup, compile_=compile_, cuda_graphs=cuda_graphs)
+                              repeats=repeats, warmup=warmup, compile_=compile_, cuda_graphs=cuda_graphs,
+                              channels_last=channels_last)
                 rows.append(row)
                 console.print(_progress_line(row), markup=False, highlight=False)
     return rows
@@ -384,7 +396,8 @@ def render_table(rows: list[dict], title: str = "Model benchmark"):
     return table
 
 
-CSV_FIELDS = ("label", "model", "attn", "res", "mode", "dtype", "device", "batch", "compile", "cuda_graphs", "status",
+CSV_FIELDS = ("label", "model", "attn", "res", "mode", "dtype", "device", "batch", "compile", "cuda_graphs",
+              "channels_last", "status",
               "reason", "latency_ms", "images_per_s", "peak_mem_mb", "params_m", "gflops", "gflops_note")
 
 
@@ -456,7 +469,7 @@ def write_outputs(rows: list[dict], metadata: dict, out_dir: str | os.PathLike) 
 def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: int, mode: str, dtype: str,
                    device: str, attns: Sequence[str], repeats: int, warmup: int, compile_: bool,
                    out_dir: str | os.PathLike, progress: bool = True, cuda_graphs: bool = False,
-                   argv: Sequence[str] | None = None) -> int:
+                   channels_last: bool = False, argv: Sequence[str] | None = None) -> int:
     """What tools/benchmark.py runs: benchmark, print the table, write JSON, CSV and plots.  Returns the
     exit status: 1 when a row failed with an error that is neither OOM nor 'skipped'."""
     console = make_console()
@@ -464,7 +477,7 @@ def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: 
     for k in ("triton", "mamba_ssm", "timing", "inputs"):  # the kernel benchmark's, not ours
         meta.pop(k, None)
     meta.update(timm=timm.__version__, batch=batch, mode=mode, dtype=dtype, repeats=repeats, warmup=warmup,
-                compile=compile_, cuda_graphs=cuda_graphs, memory_method=memory_method(device),
+                compile=compile_, cuda_graphs=cuda_graphs, channels_last=channels_last, memory_method=memory_method(device),
                 timing=("median of the timed calls after one probe call and the warm-up calls; " +
                         ("torch.cuda.Event pairs, synchronised" if device == "cuda" else "time.perf_counter")),
                 precision=("fp32" if dtype == "fp32" else
@@ -475,7 +488,7 @@ def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: 
                   f"timm {meta['timm']}, {meta['threads']} threads)")
     rows = run_benchmark(models, resolutions, batch=batch, mode=mode, dtype=dtype, device=device, attns=attns,
                          repeats=repeats, warmup=warmup, compile_=compile_, cuda_graphs=cuda_graphs,
-                         progress=progress)
+                         channels_last=channels_last, progress=progress)
     console.print(render_table(rows))
     console.print(f"memory: {meta['memory_method']}", markup=False, highlight=False, soft_wrap=True)
     for path in write_outputs(rows, meta, out_dir):
