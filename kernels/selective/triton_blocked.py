@@ -11,10 +11,15 @@ through their strides, so the time-major layouts Vim's projections produce ((bat
 as (batch, dim, L)) need no copy, and `reverse=True` walks t = L-1 .. 0 (Vim's backward direction
 without flipping anything).
 
-The forward's tile is the transpose, (N, BLOCK_D) with the threads along the channels: each thread owns
-whole channels with all their states, so <h, C> sums in registers and softplus, the gate and the loads
-and stores of u, dt, z, y happen once per channel.  Its loads run two steps ahead of their use (a
-software pipeline through loop-carried registers).  It is the kernel for token-major inference, where
+The forward's tile is the transpose, (N, BLOCK_D), with A2 loaded along the channels.  It was written for
+one channel with all its N states per thread, but that is not what Triton 3.6 builds at run time (ttgir of
+the H200 runs, 2026-12-03): A2's 16-byte-aligned, channel-contiguous load is vectorised, and the tile
+follows it, so each thread holds 4 adjacent channels x 4 of their states (sizePerThread [1, 4],
+threadsPerWarp [4, 8]): <h, C> ends in 2 shuffle steps, and dt and u, computed one channel per lane, are
+redistributed through shared memory every step.  (The intended layout appears only where the compiler
+cannot prove that alignment, as in the SASS counts of session 6, which were therefore not of the kernel
+that ran.)  Its loads run two steps ahead of their use (a software pipeline through loop-carried
+registers).  It is the kernel for token-major inference, where
 a step's loads of u, dt, z and its store of y are contiguous across the warp; on channel-major inputs
 they are not, and the chunked kernel is faster (see `triton_fused.choose_kernel`).
 
@@ -62,9 +67,8 @@ def _time(i, L, REVERSE: tl.constexpr):
 
 @triton.jit
 def _fwd_tile(A2_ptr, bias_ptr, dim, n_dblocks, N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """The forward's program tile, transposed to (N, BLOCK_D): the threads run along the channels, each
-    owning whole channels with all N states, so <h, C> sums in registers and the per-channel work
-    (softplus, gate, loads and stores of u, dt, z, y) is done once per channel, not once per state."""
+    """The forward's program tile, transposed to (N, BLOCK_D) (see the module docstring for the layout the
+    compiler gives it)."""
     pid = tl.program_id(0)
     b = (pid // n_dblocks).to(tl.int64)
     d0 = (pid % n_dblocks) * BLOCK_D
@@ -72,8 +76,8 @@ def _fwd_tile(A2_ptr, bias_ptr, dim, n_dblocks, N: tl.constexpr, BLOCK_D: tl.con
     offs_n = tl.arange(0, N)
     mask_d = offs_d < dim
     mask_nd = (offs_n[:, None] < N) & mask_d[None, :]
-    # A2 comes transposed, (N, dim): loads along the channels keep the compiler on the channel-per-thread
-    # layout (an N-contiguous load makes it spread the states over the threads instead)
+    # A2 comes transposed, (N, dim): the tile's layout follows this load (an N-contiguous load spread the
+    # states over 16 lanes: 64 shuffles per step)
     A2 = tl.load(A2_ptr + offs_n[:, None] * dim + offs_d[None, :], mask=mask_nd, other=0.0)
     bias = tl.zeros([BLOCK_D], tl.float32)
     if HAS_BIAS:
@@ -395,12 +399,10 @@ class BlockedConfig:
     """block_d: channels per program (must divide dim // G when G > 1, so a block reads one group's
     B/C); chunk: steps between checkpoints (and the backward's scratch depth); n_segs / n_segs_bwd:
     sequence segments run in parallel by the forward / backward; num_warps: warps per backward program;
-    fwd_block_d / fwd_warps: channels and warps per forward program (fwd_block_d / (32 fwd_warps)
-    channels per thread, each with all its N states); fwd_block_d is narrowed where a B/C group has fewer
+    fwd_block_d / fwd_warps: channels and warps per forward program; fwd_block_d is narrowed where a B/C group has fewer
     channels.  fwd_unroll: the forward's time loops unrolled this many times (token-major inference only,
-    see blocked_forward).  Default 1: unrolled 3x it was slower on an H200 (2026-12-03, bf16, token-major,
-    batch 8: 1.16 vs 0.83 ms per call at Vim-S 1248 px, 0.49 vs 0.33-0.41 ms at 224 px batch 64; Vim-S
-    1248 px model 53.9 vs 52.3 ms), although it has fewer instructions per step."""
+    see blocked_forward).  Default 1: unrolled 3x it was no faster on an H200 (2026-12-03, bf16, batch 8,
+    bench_kernels --layout token-major: 1.16 ms per call at Vim-S 1248 px vs 1.17 not unrolled)."""
     block_d: int
     chunk: int
     n_segs: int
@@ -422,7 +424,7 @@ class BlockedConfig:
 # programs that keep an H100's 132 SMs busy with several resident programs each; below it, the
 # sequence is cut into segments (each costs an extra walk of its states).  The forward's one-warp
 # programs want many more (H200 sweeps, 2026-12-03: at Vim-S 1248 px batch 8, 512 / 1024 / 2048 / 8192
-# gave 2.61 / 1.50 / 0.92 / 0.83 ms; channels per thread 1 beat 2 and 4 there, within 10% elsewhere)
+# gave 2.61 / 1.50 / 0.92 / 0.83 ms; fwd_block_d 32 beat 64 and 128 there, within 10% elsewhere)
 TARGET_PROGRAMS = 1024
 FWD_TARGET_PROGRAMS = 8192
 
