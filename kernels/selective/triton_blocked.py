@@ -18,7 +18,8 @@ follows it, so each thread holds 4 adjacent channels x 4 of their states (sizePe
 threadsPerWarp [4, 8]): <h, C> ends in 2 shuffle steps, and dt and u, computed one channel per lane, are
 redistributed through shared memory every step.  (The intended layout appears only where the compiler
 cannot prove that alignment, as in the SASS counts of session 6, which were therefore not of the kernel
-that ran.)  Its loads run two steps ahead of their use (a software pipeline through loop-carried
+that ran; forced that way it is no better: 275 + 173 sm_90 instructions per step for the main and segment
+loops vs 249 + 165, docs/benchmarks.md, session 7.)  Its loads run two steps ahead of their use (a software pipeline through loop-carried
 registers).  It is the kernel for token-major inference, where
 a step's loads of u, dt, z and its store of y are contiguous across the warp; on channel-major inputs
 they are not, and the chunked kernel is faster (see `triton_fused.choose_kernel`).
