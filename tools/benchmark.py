@@ -43,9 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference on CUDA only: capture the call into a CUDA graph and time its replays "
                         "(rows labelled +graphs)")
     p.add_argument("--channels-last", action="store_true",
-                   help="model and input in channels-last memory format (timm's --channels-last); with "
-                        "--compile it lets inductor fuse VMamba's channel-first LayerNorms without "
-                        "layout copies (rows labelled +cl)")
+                   help="model and input in channels-last memory format, as timm's --channels-last "
+                        "(rows labelled +cl)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if cuda else "cpu",
                    help="default: cuda when available, else cpu")
     p.add_argument("--repeats", type=int, default=20, help="timed calls (default: %(default)s)")

@@ -3,8 +3,8 @@
 Both kernels walk the row-major positions of one (batch, channel) plane in (BLOCK_H, BLOCK_W) tiles.
 The scan loads a tile and its mirror image (the positions L-1-p, what the reversed routes hold at p) and
 stores each to two routes; the merge loads the same positions from every route and stores their sum (in
-fp32, rounded once).  Every store runs along ascending addresses.  The column-major routes go through a transposed
-tile, so that their stores (and loads) run along contiguous memory too.
+fp32, rounded once).  Every store runs along ascending addresses.  The column-major routes go through a
+transposed tile, so that their stores (and loads) run along contiguous memory too.
 
 The two are adjoints, so each one's backward is the other (triton_op.py: torch.library custom ops, so
 torch.compile traces around the kernels); it goes through the other op with its autograd, which makes
@@ -51,8 +51,8 @@ def _scan_kernel(x_ptr, y_ptr, C, H, W, n_tiles_w, n_tiles,
     x = tl.load(plane + rows, mask=mask)
     tl.store(_route(y_ptr, b, c, 0, C, L, K) + rows, x, mask=mask)
     if K > 1:
-        # the reversed routes read the mirrored positions and store ascending: reversed addresses in the
-        # stores instead made them element-wise (3.6x the merge's time for the same bytes, H200)
+        # the reversed routes read the mirrored positions and store ascending: with reversed addresses
+        # the stores were element-wise (H200, VMamba-T stage 1 batch 128: 2.43 ms, now 0.30; merge 0.35)
         x_rev = tl.load(plane + (L - 1 - rows), mask=mask)
         tl.store(_route(y_ptr, b, c, K // 2, C, L, K) + rows, x_rev, mask=mask)
         if K == 4:  # route 3 is route 1 reversed: the transposed mirror tile

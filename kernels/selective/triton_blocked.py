@@ -11,16 +11,16 @@ through their strides, so the time-major layouts Vim's projections produce ((bat
 as (batch, dim, L)) need no copy, and `reverse=True` walks t = L-1 .. 0 (Vim's backward direction
 without flipping anything).
 
-The forward's tile is the transpose, (N, BLOCK_D), with A2 loaded along the channels.  It was written for
-one channel with all its N states per thread, but that is not what Triton 3.6 builds at run time (ttgir of
-the H200 runs, 2026-12-03): A2's 16-byte-aligned, channel-contiguous load is vectorised, and the tile
+The forward's tile is the transpose, (N, BLOCK_D), with A2 loaded along the channels. It was written for
+one channel with all its N states per thread, but that is not what Triton 3.6 builds at run time (ttgir
+of the H200 runs, 2026-12-03): A2's 16-byte-aligned, channel-contiguous load is vectorised, and the tile
 follows it, so each thread holds 4 adjacent channels x 4 of their states (sizePerThread [1, 4],
 threadsPerWarp [4, 8]): <h, C> ends in 2 shuffle steps, and dt and u, computed one channel per lane, are
-redistributed through shared memory every step.  (The intended layout appears only where the compiler
+redistributed through shared memory every step. (The intended layout appears only where the compiler
 cannot prove that alignment, as in the SASS counts of session 6, which were therefore not of the kernel
-that ran; forced that way it is no better: 275 + 173 sm_90 instructions per step for the main and segment
-loops vs 249 + 165, docs/benchmarks.md, session 7.)  Its loads run two steps ahead of their use (a software pipeline through loop-carried
-registers).  It is the kernel for token-major inference, where
+that ran; forced that way it is no better: 275 + 173 sm_90 instructions per step for the main and
+segment loops vs 249 + 165, docs/benchmarks.md, session 7.) Its loads run two steps ahead of their use
+(a software pipeline through loop-carried registers). It is the kernel for token-major inference, where
 a step's loads of u, dt, z and its store of y are contiguous across the warp; on channel-major inputs
 they are not, and the chunked kernel is faster (see `triton_fused.choose_kernel`).
 
@@ -400,9 +400,9 @@ class BlockedConfig:
     """block_d: channels per program (must divide dim // G when G > 1, so a block reads one group's
     B/C); chunk: steps between checkpoints (and the backward's scratch depth); n_segs / n_segs_bwd:
     sequence segments run in parallel by the forward / backward; num_warps: warps per backward program;
-    fwd_block_d / fwd_warps: channels and warps per forward program; fwd_block_d is narrowed where a B/C group has fewer
-    channels.  fwd_unroll: the forward's time loops unrolled this many times (token-major inference only,
-    see blocked_forward).  Default 1: unrolled 3x it was no faster on an H200 (2026-12-03, bf16, batch 8,
+    fwd_block_d / fwd_warps: channels and warps per forward program; fwd_block_d is narrowed where a B/C
+    group has fewer channels.  fwd_unroll: the forward's time loops unrolled this many times (token-major
+    inference only, see blocked_forward).  Default 1: unrolled 3x it was no faster on an H200 (2026-12-03, bf16, batch 8,
     bench_kernels --layout token-major: 1.16 ms per call at Vim-S 1248 px vs 1.17 not unrolled)."""
     block_d: int
     chunk: int
