@@ -402,8 +402,9 @@ class BlockedConfig:
     sequence segments run in parallel by the forward / backward; num_warps: warps per backward program;
     fwd_block_d / fwd_warps: channels and warps per forward program; fwd_block_d is narrowed where a B/C
     group has fewer channels.  fwd_unroll: the forward's time loops unrolled this many times (token-major
-    inference only, see blocked_forward).  Default 1: unrolled 3x it was no faster on an H200 (2026-12-03, bf16, batch 8,
-    bench_kernels --layout token-major: 1.16 ms per call at Vim-S 1248 px vs 1.17 not unrolled)."""
+    inference only, see blocked_forward).  Default 1: unrolled 3x it was no faster on an H200 (2026-12-03,
+    bf16, batch 8, bench_kernels --layout token-major: 1.16 ms per call at Vim-S 1248 px vs 1.17 not
+    unrolled)."""
     block_d: int
     chunk: int
     n_segs: int
