@@ -127,7 +127,7 @@ def _fwd_segment_states_kernel(
     su_b, su_d, su_t, sd_b, sd_d, sd_t, sB_b, sB_g, sB_n, sB_t,
     dim, L, n_dblocks, seg_steps, n_segs, dpg_B,
     N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr, EVEN_D: tl.constexpr, UNROLL: tl.constexpr = 1,
+    REVERSE: tl.constexpr, EVEN_D: tl.constexpr,
 ):
     pid, b, d0, offs_d, offs_n, mask_d, mask_nd, A2, bias = _fwd_tile(A2_ptr, bias_ptr, dim, n_dblocks, N, BLOCK_D,
                                                                        HAS_BIAS)
@@ -144,7 +144,7 @@ def _fwd_segment_states_kernel(
                                     B_ptr, B_off, sB_t, sB_n, mask_d, N, False, False, REVERSE, EVEN_D)
     raw1, uv1, _, Bt1, _ = _fwd_inputs(i0 + 1, i1, L, delta_row, sd_t, u_row, su_t, u_row, su_t, B_ptr, B_off, sB_t,
                                        sB_n, B_ptr, B_off, sB_t, sB_n, mask_d, N, False, False, REVERSE, EVEN_D)
-    for i in tl.range(i0, i1, loop_unroll_factor=UNROLL):
+    for i in range(i0, i1):
         raw2, uv2, _, Bt2, _ = _fwd_inputs(i + 2, i1, L, delta_row, sd_t, u_row, su_t, u_row, su_t, B_ptr, B_off, sB_t,
                                            sB_n, B_ptr, B_off, sB_t, sB_n, mask_d, N, False, False, REVERSE, EVEN_D)
         dt = _dt(raw.to(tl.float32) + bias, SOFTPLUS)
@@ -172,7 +172,7 @@ def _fwd_kernel(
     dim, L, n_dblocks, chunks_per_seg, n_chunks, n_segs, n_rows, dpg_B, dpg_C,
     N: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr, STORE_CKPT: tl.constexpr, EVEN_D: tl.constexpr, UNROLL: tl.constexpr = 1,
+    REVERSE: tl.constexpr, STORE_CKPT: tl.constexpr, EVEN_D: tl.constexpr,
 ):
     pid, b, d0, offs_d, offs_n, mask_d, mask_nd, A2, bias = _fwd_tile(A2_ptr, bias_ptr, dim, n_dblocks, N, BLOCK_D,
                                                                        HAS_BIAS)
@@ -206,7 +206,7 @@ def _fwd_kernel(
     raw1, uv1, zt1, Bt1, Ct1 = _fwd_inputs(i0 + 1, i1, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B_off,
                                            sB_t, sB_n, C_ptr, C_off, sC_t, sC_n, mask_d, N, HAS_Z, True, REVERSE,
                                            EVEN_D)
-    for i in tl.range(i0, i1, loop_unroll_factor=UNROLL):
+    for i in range(i0, i1):
         raw2, uv2, zt2, Bt2, Ct2 = _fwd_inputs(i + 2, i1, L, delta_row, sd_t, u_row, su_t, z_row, sz_t, B_ptr, B_off,
                                                sB_t, sB_n, C_ptr, C_off, sC_t, sC_n, mask_d, N, HAS_Z, True, REVERSE,
                                                EVEN_D)
@@ -401,10 +401,9 @@ class BlockedConfig:
     B/C); chunk: steps between checkpoints (and the backward's scratch depth); n_segs / n_segs_bwd:
     sequence segments run in parallel by the forward / backward; num_warps: warps per backward program;
     fwd_block_d / fwd_warps: channels and warps per forward program; fwd_block_d is narrowed where a B/C
-    group has fewer channels.  fwd_unroll: the forward's time loops unrolled this many times (token-major
-    inference only, see blocked_forward).  Default 1: unrolled 3x it was no faster on an H200 (2026-12-03,
-    bf16, batch 8, bench_kernels --layout token-major: 1.16 ms per call at Vim-S 1248 px vs 1.17 not
-    unrolled)."""
+    group has fewer channels.  (The forward's time loops are not unrolled: 3x unrolled was no faster on an
+    H200, 2026-12-03, bf16, batch 8, bench_kernels --layout token-major: 1.16 ms per call at Vim-S 1248 px
+    vs 1.17.)"""
     block_d: int
     chunk: int
     n_segs: int
@@ -412,10 +411,9 @@ class BlockedConfig:
     num_warps: int
     fwd_block_d: int = 32
     fwd_warps: int = 1
-    fwd_unroll: int = 1
 
     def __post_init__(self):
-        for name in ("block_d", "chunk", "n_segs", "n_segs_bwd", "num_warps", "fwd_block_d", "fwd_warps", "fwd_unroll"):
+        for name in ("block_d", "chunk", "n_segs", "n_segs_bwd", "num_warps", "fwd_block_d", "fwd_warps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BlockedConfig: {name}={getattr(self, name)}, expected >= 1")
         for name in ("block_d", "fwd_block_d"):
@@ -510,10 +508,6 @@ def blocked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus: bool,
     flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
                  EVEN_D=dim % block_d == 0)
     warps = max(1, min(cfg.fwd_warps, block_d // 32))
-    # unrolled only on the path it was compiled for (token-major inference: unit channel strides keep the
-    # per-element addresses out of registers); elsewhere 3 copies of the loop body cost registers
-    # (up to 254-255 per thread with spills in sm_90 builds) for no known gain
-    flags["UNROLL"] = cfg.fwd_unroll if (u.stride(1) == 1 and not store_checkpoints) else 1
     if n_segs > 1:
         _fwd_segment_states_kernel[(programs, n_segs - 1)](
             u, delta, A2, B4, delta_bias, seg_h, seg_dt, *u.stride(), *delta.stride(), *B4.stride(),
