@@ -25,10 +25,11 @@ def load_kernels():
     common = common[common.index("# exp(x)"):]
     src = ("import triton\nimport triton.language as tl\n" + common +
            "\n_LOG2E = LOG2E\n_softplus = softplus\nLOG2E = tl.constexpr(_LOG2E)\n" + body)
-    f = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
-    f.write(src)
-    f.close()
-    spec = importlib.util.spec_from_file_location("chunked_kernels", f.name)
+    # triton.jit reads a kernel's source through inspect, so the module must live in a file while it is used
+    path = os.path.join(tempfile.mkdtemp(), "chunked_kernels.py")
+    with open(path, "w") as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location("chunked_kernels", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -58,11 +59,13 @@ def compile_one(fn, shape, block_l, warps, maxnreg):
     opts = dict(num_warps=warps, num_stages=1, **({"maxnreg": maxnreg} if maxnreg else {}))
     cc = triton.compile(triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
                         target=target, options=triton.compiler.make_backend(target).parse_options(opts).__dict__)
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-        f.write(cc.asm["cubin"])
     tools = os.path.dirname(triton.__file__) + "/backends/nvidia/bin/"
-    usage = subprocess.run([tools + "cuobjdump", "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
-    sass = subprocess.run([tools + "nvdisasm", "-c", f.name], capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cc.asm["cubin"])
+        f.flush()
+        usage = subprocess.run([tools + "cuobjdump", "--dump-resource-usage", f.name], capture_output=True,
+                               text=True, check=True).stdout
+        sass = subprocess.run([tools + "nvdisasm", "-c", f.name], capture_output=True, text=True, check=True).stdout
     regs, stack = int(re.search(r"REG:(\d+)", usage).group(1)), int(re.search(r"STACK:(\d+)", usage).group(1))
     per_warp = -(-regs * 32 // 256) * 256                     # registers are allocated per warp in 256s
     blocks = min(32, 64 // warps, 65536 // (per_warp * warps))

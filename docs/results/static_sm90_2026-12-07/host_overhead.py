@@ -3,7 +3,7 @@ what tools/bench_kernels.py's per-call timing (synchronised before each call) ad
 compared with calling `triton_fused.forward` directly.  Run on any machine: python host_overhead.py"""
 import os
 import statistics
-import time
+import timeit
 
 os.environ["TRITON_INTERPRET"] = "1"          # the API's triton backend then accepts CPU tensors
 import torch  # noqa: E402
@@ -23,14 +23,8 @@ triton_fused.forward = stub                   # the custom op calls triton_fused
 
 
 def per_call_us(fn, n=500):
-    for _ in range(50):
-        fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(ts)
+    timeit.repeat(fn, number=1, repeat=50)    # warm-up (first-call dispatch caches)
+    return statistics.median(timeit.repeat(fn, number=1, repeat=n)) * 1e6
 
 
 with torch.no_grad():

@@ -33,10 +33,12 @@ LAUNCH = "SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=num_wa
 
 def variant(name: str, no_atomics: bool, maxnreg):
     src = SRC
+    # both substitutions must find their text, also in --smoke, so that a changed kernel source fails here
+    # instead of silently timing the shipped kernel under a variant's name
+    assert SRC.count('tl.atomic_add(') == 2 and LAUNCH in SRC, "triton_fused.py changed: update the substitutions"
     if no_atomics:
         src = src.replace('tl.atomic_add(', 'tl.store(').replace(', sem="relaxed")', ')')
     if maxnreg and not args.smoke:          # the interpreter takes no compile options
-        assert LAUNCH in src
         src = src.replace(LAUNCH, LAUNCH.replace("num_warps=num_warps)", f"num_warps=num_warps, maxnreg={maxnreg})"))
     path = f"/tmp/tf_variant_{name}.py"
     open(path, "w").write(src)
