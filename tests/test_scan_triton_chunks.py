@@ -3,10 +3,12 @@
 At the small L the interpreter can afford, one chunk covers the whole sequence; forcing 32-step
 chunks makes every case here cross several chunk boundaries, including a partial last chunk.
 """
+import functools
+
 import pytest
 import torch
 
-from conftest import TRITON_DEVICE
+from conftest import TRITON_DEVICE, make_inputs, rel_err, run_scan, upcast
 from vision_mamba.kernels.selective import selective_scan_reference, triton_fused
 
 pytestmark = pytest.mark.triton_interpret
@@ -74,3 +76,28 @@ def test_strided_B_C_are_read_in_place(small_chunks, groups):
     assert _rel(last, last_ref) < 1e-5
     for name in grads_ref:
         assert _rel(grads[name], grads_ref[name]) < 1e-5, name
+
+
+@pytest.mark.parametrize("block_l", [64, 256])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reverse):
+    """The backward takes dt (and dt u) of steps t - 1 and t + 1 from its own chunk's registers and carries
+    the next chunk's first dt across the chunk boundary: checked at the launcher's other chunk widths
+    (64 steps; 256 for long sequences), three chunks with a partial last one, both scan directions."""
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length: (block_l, 1))
+    ins = make_inputs(1, 2, 2 * block_l + block_l // 2 + 1, 2, 1, seed=block_l, device=TRITON_DEVICE)
+    got = run_scan(functools.partial(triton_fused.selective_scan_triton, reverse=reverse), ins, softplus=True,
+                   return_last_state=True)
+    ref = run_scan(_reversed_reference if reverse else selective_scan_reference, upcast(ins), softplus=True,
+                   return_last_state=True)
+    assert rel_err(got[0], ref[0]) < 1e-5
+    assert rel_err(got[1], ref[1]) < 1e-5
+    for name, g in ref[2].items():
+        assert rel_err(got[2][name], g) < 1e-5, name
+
+
+def _reversed_reference(**kw):
+    """The reverse scan by definition: every time axis flipped in, a forward scan, y flipped back."""
+    flip = {k: (v.flip(-1) if k in ("u", "delta", "z", "B", "C") and v is not None else v) for k, v in kw.items()}
+    y, last = selective_scan_reference(**flip)
+    return y.flip(-1), last

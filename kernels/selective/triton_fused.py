@@ -153,15 +153,18 @@ def _bwd_kernel(
     offs_n = tl.arange(0, N)
     dD_acc = 0.0
     dbias_acc = 0.0
+    dt_next = 0.0
     for ci in range(n_chunks):
         c = n_chunks - 1 - ci
         t = c * BLOCK_L + offs
         mask = t < L
         tm = _mem(t, L, REVERSE)
-        tm1 = _mem(t + 1, L, REVERSE)            # logical step t + 1 (masked past the end)
         tm0 = _mem(t - 1, L, REVERSE)            # logical step t - 1 (masked before the chunk)
         dt, raw = _load_dt(delta_ptr, bias, row_dt + tm, mask, SOFTPLUS)
-        dt1, _ = _load_dt(delta_ptr, bias, row_dt + tm1, t + 1 < L, SOFTPLUS)   # a_{t+1}: 1 past the end
+        # dt of logical steps t + 1 and t - 1 by warp shuffles of this chunk's dt (not reloaded, and their
+        # softplus not recomputed); past the chunk's last step, the next chunk's first (the previous
+        # iteration's), 0 past the end (a_{t+1} = 1)
+        dt1 = tl.where(offs == BLOCK_L - 1, dt_next, tl.gather(dt, tl.minimum(offs + 1, BLOCK_L - 1), 0))
         u = tl.load(u_ptr + row_u + tm, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dout_ptr + row_dy + tm, mask=mask, other=0.0).to(tl.float32)
         dy_out = dy
@@ -173,11 +176,11 @@ def _bwd_kernel(
         du = dy * Dv
         ddt = tl.zeros([BLOCK_L], tl.float32)
         ypre = u * Dv                             # y before the gate, re-formed from the states below
-        # the previous step's inputs, for h_{t-1}: an exclusive scan read from memory one step back
-        # (the first step of the chunk gets the identity (1, 0) and starts from the checkpoint)
+        # the previous step's inputs, for h_{t-1}: an exclusive scan, its inputs one step back (dt, dt u
+        # shuffled, B reloaded); the chunk's first step gets the identity (1, 0) and starts from the checkpoint
         prev = offs > 0
-        dt0, _ = _load_dt(delta_ptr, bias, row_dt + tm0, prev & (t - 1 < L), SOFTPLUS)
-        dtu0 = dt0 * tl.load(u_ptr + row_u + tm0, mask=prev & (t - 1 < L), other=0.0).to(tl.float32)
+        dt0 = tl.where(prev, tl.gather(dt, tl.maximum(offs - 1, 0), 0), 0.0)
+        dtu0 = tl.where(prev, tl.gather(dtu, tl.maximum(offs - 1, 0), 0), 0.0)
         for n in range(N):
             a = tl.load(A_ptr + d * N + n)
             a2 = a * LOG2E
@@ -209,6 +212,7 @@ def _bwd_kernel(
         dD_acc += tl.sum(dy * u, axis=0)
         tl.store(du_ptr + row + tm, du.to(du_ptr.dtype.element_ty), mask=mask)
         tl.store(ddelta_ptr + row + tm, ddt.to(ddelta_ptr.dtype.element_ty), mask=mask)
+        dt_next = tl.sum(tl.where(offs == 0, dt, 0.0), axis=0)
     tl.store(dA_row + offs_n, dA_acc)
     if HAS_D:
         tl.store(dD_ptr + pid, dD_acc)
