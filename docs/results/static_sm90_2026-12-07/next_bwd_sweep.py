@@ -1,4 +1,5 @@
-"""Prepared for the next session with device time (NOT YET RUN on a GPU: session 8 had none).
+"""Prepared in session 8 without a GPU; run on an H100 in session 9 (2026-12-07), results in
+../gpu_h100_2026-12-07_session9/next_bwd_sweep.json.
 
 Two questions about the chunked backward that the static analysis (aot_chunked.py) leaves open:
 1. How much of it is the dB / dC atomics?  Variant "no-atomics" replaces each `tl.atomic_add` with a

@@ -1,4 +1,5 @@
-"""Prepared for the next session with device time (NOT YET RUN on a GPU: session 8 had none).
+"""Prepared in session 8 without a GPU; run on an H100 in session 9 (2026-12-07), results in
+../gpu_h100_2026-12-07_session9/vmamba_conv_trace_matmul_proj.json (with the x_proj / dt_proj matmul patch applied).
 
 Which aten ops launch the cuDNN NCHW<->NHWC conversion kernels in VMamba-T's training step (session 7's
 compiled-step profile: 707 launches, 11.0 ms of 74.2)?  Profiles one bf16 training step (eager and compiled)
