@@ -139,6 +139,18 @@ def cotangents(y_shape, last_shape, loss_on: str, seed: int = 1234):
     return gy, gl
 
 
+TIME_AXIS_INPUTS = ("u", "delta", "z", "B", "C")
+
+
+def reversed_reference(**kw):
+    """The reverse scan (t = L-1 .. 0) by definition: every time axis flipped in, the fp64 reference
+    forward scan, y flipped back (the last state is the state after the scan, unflipped)."""
+    from vision_mamba.kernels.selective import selective_scan_reference
+    flip = {k: (v.flip(-1) if k in TIME_AXIS_INPUTS and v is not None else v) for k, v in kw.items()}
+    out = selective_scan_reference(**flip)
+    return (out[0].flip(-1), out[1]) if isinstance(out, tuple) else out.flip(-1)
+
+
 def run_scan(fn, inputs: dict, *, softplus: bool, return_last_state: bool, loss_on: str = "both",
              seed: int = 1234, grads: bool = True, **kwargs):
     """Forward through `fn` (a backend function or `selective_scan`) and, when `grads`, a backward of

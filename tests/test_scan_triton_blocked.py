@@ -10,20 +10,10 @@ import functools
 import pytest
 import torch
 
-from conftest import TRITON_DEVICE, make_inputs, rel_err, run_scan, upcast
+from conftest import TIME_AXIS_INPUTS, TRITON_DEVICE, make_inputs, rel_err, reversed_reference, run_scan, upcast
 from vision_mamba.kernels.selective import selective_scan_reference, triton_blocked, triton_fused
 
 pytestmark = pytest.mark.triton_interpret
-
-TIME_AXIS_INPUTS = ("u", "delta", "z", "B", "C")
-
-
-def reversed_reference(**kw):
-    """The reverse scan by definition: flip every time axis in, scan forward, flip y back."""
-    flip = {k: (v.flip(-1) if k in TIME_AXIS_INPUTS and v is not None else v) for k, v in kw.items()}
-    out = selective_scan_reference(**flip)
-    return (out[0].flip(-1), out[1]) if isinstance(out, tuple) else out.flip(-1)
-
 
 def check(ins, kernel, reverse, *, softplus=True, tol=1e-5, loss_on="both", ref_inputs=None):
     got = run_scan(functools.partial(triton_fused.selective_scan_triton, kernel=kernel, reverse=reverse), ins,

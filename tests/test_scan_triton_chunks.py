@@ -8,7 +8,7 @@ import functools
 import pytest
 import torch
 
-from conftest import TRITON_DEVICE, make_inputs, rel_err, run_scan, upcast
+from conftest import TRITON_DEVICE, make_inputs, rel_err, reversed_reference, run_scan, upcast
 from vision_mamba.kernels.selective import selective_scan_reference, triton_fused
 
 pytestmark = pytest.mark.triton_interpret
@@ -88,16 +88,10 @@ def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reve
     ins = make_inputs(1, 2, 2 * block_l + block_l // 2 + 1, 2, 1, seed=block_l, device=TRITON_DEVICE)
     got = run_scan(functools.partial(triton_fused.selective_scan_triton, reverse=reverse), ins, softplus=True,
                    return_last_state=True)
-    ref = run_scan(_reversed_reference if reverse else selective_scan_reference, upcast(ins), softplus=True,
+    ref = run_scan(reversed_reference if reverse else selective_scan_reference, upcast(ins), softplus=True,
                    return_last_state=True)
     assert rel_err(got[0], ref[0]) < 1e-5
     assert rel_err(got[1], ref[1]) < 1e-5
     for name, g in ref[2].items():
         assert rel_err(got[2][name], g) < 1e-5, name
 
-
-def _reversed_reference(**kw):
-    """The reverse scan by definition: every time axis flipped in, a forward scan, y flipped back."""
-    flip = {k: (v.flip(-1) if k in ("u", "delta", "z", "B", "C") and v is not None else v) for k, v in kw.items()}
-    y, last = selective_scan_reference(**flip)
-    return y.flip(-1), last

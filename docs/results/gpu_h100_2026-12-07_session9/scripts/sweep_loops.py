@@ -1,6 +1,9 @@
 """Loop-schedule sweep of the chunked scan (forward and backward), variants by text substitution of
-kernels/selective/triton_fused.py: pipelined chunk loops (tl.range num_stages), unrolled / pipelined
-state loops.  Writes $OUT/sweep_loops.json.  --smoke: interpreter, tiny shapes."""
+kernels/selective/triton_fused.py: unrolled / pipelined state loops, the neighbour steps' dt shuffled
+(b_gather, shipped since 36b34e1) and a softplus diagnostic.  Run in session 9 (call B) from scratch/ against
+the kernel at e31b49d; the substitutions expect that source, so against a later kernel it stops at its asserts.
+Changed since the run: an unused helper removed, the repository root found from docs/.
+Writes $OUT/sweep_loops.json.  --smoke: interpreter, tiny shapes."""
 import argparse, importlib.util, json, os, time
 
 ap = argparse.ArgumentParser()
@@ -12,7 +15,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 from vision_mamba.bench.kernels import SHAPES, ScanShape, make_inputs, rel_err  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.abspath(__file__).rsplit("/docs/", 1)[0]
 SRC = open(f"{ROOT}/kernels/selective/triton_fused.py").read()
 for rel, absolute in (("from . import triton_blocked", "from vision_mamba.kernels.selective import triton_blocked"),
                       ("from ._common", "from vision_mamba.kernels.selective._common"),
@@ -23,10 +26,6 @@ F_CHUNK, F_STATE = "    for c in range(n_chunks):\n", "        for n in range(N)
 B_CHUNK, B_STATE = "    for ci in range(n_chunks):\n", "        for n in range(N):\n"
 assert head.count(F_CHUNK) == 1 and head.count(F_STATE) == 1
 assert bwd_part.count(B_CHUNK) == 1 and bwd_part.count(B_STATE) == 1
-
-
-def sub(part, old, new_loop):
-    return part.replace(old, old.replace("range(", new_loop + "(", 1).replace("):", "{}):"))
 
 
 VARIANTS = {  # name: (kind, head_sub, bwd_sub)
