@@ -26,6 +26,7 @@ def test_cli_writes_table_json_csv_and_plots(tmp_path):
     assert "vit_tiny_patch16_224[eager]" in proc.stdout
     data = json.loads((out / "benchmark.json").read_text())
     assert {"date", "command", "device_name", "torch", "timm", "threads", "memory_method"} <= set(data["metadata"])
+    assert data["metadata"]["inductor_layout_optimization"] is None      # recorded for compiled runs only
     rows = data["results"]
     assert {(r["label"], r["res"]) for r in rows} == {
         (label, res) for label in ("vim_tiny_patch16_224", "vit_tiny_patch16_224[sdpa]",
@@ -98,3 +99,11 @@ def test_channels_last_runs_model_and_input_channels_last(monkeypatch):
     assert rows[0]["status"] == "ok", rows[0]
     assert rows[0]["channels_last"] is True and rows[0]["label"] == "vmamba_tiny_s1l8+cl"
     assert seen == {"input": True, "weight": True}
+
+
+def test_inductor_layout_optimisation_is_read_from_inductor_config(monkeypatch):
+    import torch._inductor.config as inductor_config
+    from vision_mamba.bench import speed
+    for value in (False, True):
+        monkeypatch.setattr(inductor_config, "layout_optimization", value)
+        assert speed._inductor_layout_opt() is value

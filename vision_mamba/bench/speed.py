@@ -466,6 +466,11 @@ def write_outputs(rows: list[dict], metadata: dict, out_dir: str | os.PathLike) 
                  f"Throughput ({what})")]
 
 
+def _inductor_layout_opt() -> bool:
+    import torch._inductor.config as inductor_config   # only when compiling
+    return bool(inductor_config.layout_optimization)
+
+
 def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: int, mode: str, dtype: str,
                    device: str, attns: Sequence[str], repeats: int, warmup: int, compile_: bool,
                    out_dir: str | os.PathLike, progress: bool = True, cuda_graphs: bool = False,
@@ -478,6 +483,9 @@ def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: 
         meta.pop(k, None)
     meta.update(timm=timm.__version__, batch=batch, mode=mode, dtype=dtype, repeats=repeats, warmup=warmup,
                 compile=compile_, cuda_graphs=cuda_graphs, channels_last=channels_last, memory_method=memory_method(device),
+                # inductor's channels-last layout optimisation (env TORCHINDUCTOR_LAYOUT_OPTIMIZATION) changes
+                # VMamba's compiled training step by ~20 % (docs/benchmarks.md): record which one ran
+                inductor_layout_optimization=_inductor_layout_opt() if compile_ else None,
                 timing=("median of the timed calls after one probe call and the warm-up calls; " +
                         ("torch.cuda.Event pairs, synchronised" if device == "cuda" else "time.perf_counter")),
                 precision=("fp32" if dtype == "fp32" else
