@@ -290,6 +290,52 @@ def test_ss2d_matches_official_math(ratio):
         assert rel_err(op(x), official_ss2d_v05_noz(op, x)) < 1e-5
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 10), (2, 6, 1)])
+def test_route_projection_dense_equals_grouped(shape):
+    """The block-diagonal matmul (CUDA training) and the grouped conv (elsewhere) are the same map."""
+    from vision_mamba.layers.ss2d import route_projection
+    k, o, i = shape
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(k, o, i, dtype=torch.float64, generator=g, requires_grad=True)
+    x = torch.randn(2, k * i, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    outs = [route_projection(x, w, dense) for dense in (False, True)]
+    assert outs[0].shape == (2, k * o, 7)
+    assert torch.allclose(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    dy = torch.randn_like(outs[0])
+    grads = [torch.autograd.grad(out, (x, w), dy) for out in outs]
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    # route k's outputs see route k's inputs only
+    x2 = x.detach().clone()
+    x2[:, :i] += 1.0
+    changed = (route_projection(x2, w, True) - outs[1]).abs().amax(dim=(0, 2)) > 0
+    assert changed[:o].all() and not changed[o:].any()
+
+
+def test_ss2d_with_dense_projections_matches_official_math(monkeypatch):
+    """SS2D through the dense branch (what CUDA training takes), forced on the CPU, in fp64 with gradients."""
+    import vision_mamba.layers.ss2d as ss2d_mod
+    grouped = ss2d_mod.route_projection
+    torch.manual_seed(0)
+    op = SS2D(24, scan_backend="torch").double()
+    with torch.no_grad():
+        for p in op.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, 24, 5, 7, dtype=torch.float64)
+    y_grouped = op(x)
+    g_grouped = torch.autograd.grad(y_grouped.square().sum(), list(op.parameters()))
+    calls = []
+    monkeypatch.setattr(ss2d_mod, "route_projection",
+                        lambda x, w, dense=False: calls.append(dense) or grouped(x, w, True))
+    y_dense = op(x)
+    g_dense = torch.autograd.grad(y_dense.square().sum(), list(op.parameters()))
+    assert calls == [False, False]          # on the CPU the module asks for the grouped form
+    assert rel_err(y_dense, official_ss2d_v05_noz(op, x)) < 1e-6     # its reference scan vs our torch backend
+    assert rel_err(y_dense, y_grouped) < 1e-12
+    for (name, _), a, b in zip(op.named_parameters(), g_dense, g_grouped):
+        assert rel_err(a, b) < 1e-10, name
+
+
 # ---------------------------------------------------------------------------------------------
 # selective-scan backends inside the model
 # ---------------------------------------------------------------------------------------------

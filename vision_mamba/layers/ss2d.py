@@ -58,6 +58,21 @@ def dt_projection_init(weight: torch.Tensor, bias: torch.Tensor, dt_rank: int, d
         bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
 
+def route_projection(x: torch.Tensor, weight: torch.Tensor, dense: bool = False) -> torch.Tensor:
+    """Per-route linear maps: (B, K * I, L) -> (B, K * O, L) with weight (K, O, I), route k's outputs from
+    route k's inputs only.
+
+    dense=False: one grouped 1x1 conv.  dense=True: one matmul with the block-diagonal (K * O, K * I)
+    weight -- K times the multiply-adds, but no grouped conv.  On CUDA, cuDNN runs the grouped conv in NHWC
+    and converts its input and output on every call (13.3 ms of the 78.7 ms of GPU time of a compiled
+    VMamba-T training step, batch 128, H100, 2026-12-07); the matmul has none.
+    """
+    k, o, i = weight.shape
+    if dense:
+        return torch.matmul(torch.block_diag(*weight.unbind(0)), x)
+    return F.conv1d(x, weight.reshape(k * o, i, 1), groups=k)
+
+
 class SS2D(nn.Module):
     """(B, C, H, W) -> (B, C, H, W).
 
@@ -112,10 +127,15 @@ class SS2D(nn.Module):
         b, e, h, w = x.shape
         k, r, n, length = self.k_group, self.dt_rank, self.d_state, h * w
         xs = cross_scan(x, self.ordering, backend=self.cross_scan_backend).reshape(b, k * e, length)
-        # per-route projections as grouped 1x1 convs: one kernel launch for all K routes
-        x_dbl = F.conv1d(xs, self.x_proj_weight.reshape(k * (r + 2 * n), e, 1), groups=k)
+        # Per-route projections, one launch for all K routes.  Block-diagonal matmuls when training on CUDA:
+        # with inductor's layout optimisation off, the compiled VMamba-T training step went from 81.3 to
+        # 64.7 ms (tools/benchmark.py, batch 128, H100, 2026-12-07; docs/benchmarks.md, session 10).
+        # Grouped convs elsewhere: inference was not re-measured with the matmuls, and the FLOP count
+        # (meta device, no grad) stays the architecture's.
+        dense = xs.is_cuda and torch.is_grad_enabled()
+        x_dbl = route_projection(xs, self.x_proj_weight, dense)
         dts, Bs, Cs = torch.split(x_dbl.view(b, k, r + 2 * n, length), [r, n, n], dim=2)
-        dts = F.conv1d(dts.reshape(b, k * r, length), self.dt_projs_weight.reshape(k * e, r, 1), groups=k)
+        dts = route_projection(dts.reshape(b, k * r, length), self.dt_projs_weight, dense)
         ys = selective_scan(
             xs, dts, -torch.exp(self.A_logs.float()), Bs.contiguous(), Cs.contiguous(), self.Ds.float(),
             delta_bias=self.dt_projs_bias.reshape(-1).float(), delta_softplus=True, backend=self.scan_backend,
