@@ -484,7 +484,8 @@ def run_and_report(models: Sequence[str], resolutions: Sequence[int], *, batch: 
     meta.update(timm=timm.__version__, batch=batch, mode=mode, dtype=dtype, repeats=repeats, warmup=warmup,
                 compile=compile_, cuda_graphs=cuda_graphs, channels_last=channels_last, memory_method=memory_method(device),
                 # inductor's channels-last layout optimisation (env TORCHINDUCTOR_LAYOUT_OPTIMIZATION) changes
-                # VMamba's compiled training step by ~20 % (docs/benchmarks.md): record which one ran
+                # VMamba's compiled training step (GPU time 67.5 with vs 61.0 ms without, docs/benchmarks.md,
+                # session 10): record which one ran
                 inductor_layout_optimization=_inductor_layout_opt() if compile_ else None,
                 timing=("median of the timed calls after one probe call and the warm-up calls; " +
                         ("torch.cuda.Event pairs, synchronised" if device == "cuda" else "time.perf_counter")),
