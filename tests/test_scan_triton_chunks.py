@@ -19,10 +19,6 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(triton_fused, "_launch_config", lambda length: (32, 1))
 
 
-def _rel(a, b):
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
-
-
 @pytest.mark.parametrize("batch,dim,length,n,groups,options", [
     (1, 4, 100, 4, 2, True),    # 4 chunks, the last one partial
     (2, 3, 64, 1, 1, False),    # chunk boundaries exactly at the end
@@ -45,10 +41,10 @@ def test_multi_chunk_matches_reference(small_chunks, batch, dim, length, n, grou
         ((y * torch.randn_like(y)).sum() + (last * torch.randn_like(last)).sum()).backward()
         results.append((y, last, {k: v.grad for k, v in leaves.items()}))
     (y, last, grads), (y_ref, last_ref, grads_ref) = results
-    assert _rel(y, y_ref) < 1e-5
-    assert _rel(last, last_ref) < 1e-5
+    assert rel_err(y, y_ref) < 1e-5
+    assert rel_err(last, last_ref) < 1e-5
     for name in grads_ref:
-        assert _rel(grads[name], grads_ref[name]) < 1e-5, name
+        assert rel_err(grads[name], grads_ref[name]) < 1e-5, name
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -72,10 +68,10 @@ def test_strided_B_C_are_read_in_place(small_chunks, groups):
         ((y * torch.randn_like(y)).sum() + (last * torch.randn_like(last)).sum()).backward()
         results.append((y, last, {**{k: v.grad for k, v in leaves.items()}, "proj": p.grad}))
     (y, last, grads), (y_ref, last_ref, grads_ref) = results
-    assert _rel(y, y_ref) < 1e-5
-    assert _rel(last, last_ref) < 1e-5
+    assert rel_err(y, y_ref) < 1e-5
+    assert rel_err(last, last_ref) < 1e-5
     for name in grads_ref:
-        assert _rel(grads[name], grads_ref[name]) < 1e-5, name
+        assert rel_err(grads[name], grads_ref[name]) < 1e-5, name
 
 
 @pytest.mark.parametrize("block_l", [64, 256])
@@ -94,4 +90,3 @@ def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reve
     assert rel_err(got[1], ref[1]) < 1e-5
     for name, g in ref[2].items():
         assert rel_err(got[2][name], g) < 1e-5, name
-

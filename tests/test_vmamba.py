@@ -312,6 +312,14 @@ def test_route_projection_dense_equals_grouped(shape):
     assert changed[:o].all() and not changed[o:].any()
 
 
+def test_route_projection_rejects_mismatched_shapes():
+    from vision_mamba.layers.ss2d import route_projection
+    with pytest.raises(ValueError, match=r"x has shape \(2, 9, 7\) and weight \(4, 3, 10\).*\(B, K \* I, L\)"):
+        route_projection(torch.randn(2, 9, 7), torch.randn(4, 3, 10))
+    with pytest.raises(ValueError, match=r"weight \(12, 10\)"):
+        route_projection(torch.randn(2, 40, 7), torch.randn(12, 10), dense=True)
+
+
 def test_ss2d_with_dense_projections_matches_official_math(monkeypatch):
     """SS2D through the dense branch (what CUDA training takes), forced on the CPU, in fp64 with gradients."""
     import vision_mamba.layers.ss2d as ss2d_mod
