@@ -206,3 +206,47 @@ def test_checkpoint_rows_match_the_real_buffer(monkeypatch, kernel, store):
         args = tuple(inputs[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"))
         torch.library.opcheck(selective_scan_triton_fwd, (*args, True, False, kernel, store),
                               test_utils=("test_schema", "test_faketensor"))
+
+
+def test_eager_calls_take_the_function_traced_calls_the_custom_ops(monkeypatch):
+    """selective_scan(backend="triton") runs eager calls through the autograd.Function (less Python per
+    call) and traced ones through the custom ops, with the same y, last state and gradients; fake tensors
+    count as traced, and dynamo captures the custom op (no graph break)."""
+    import torch._dynamo as dynamo
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from vision_mamba.kernels import selective_scan
+    from vision_mamba.kernels.selective import triton_op
+
+    ins = make_inputs(2, 4, 37, 4, 1, seed=8, device=TRITON_DEVICE)
+    scan = functools.partial(selective_scan, backend="triton")
+    calls = []
+    real = triton_fused.selective_scan_triton
+    monkeypatch.setattr(triton_fused, "selective_scan_triton", lambda *a, **k: calls.append(1) or real(*a, **k))
+    eager = run_scan(scan, ins, softplus=True, return_last_state=True)
+    assert calls == [1]
+    with monkeypatch.context() as m:
+        m.setattr(triton_op, "traced", lambda *tensors: True)
+        op = run_scan(scan, ins, softplus=True, return_last_state=True)
+    assert calls == [1], "the traced path must not go through the autograd.Function"
+    assert rel_err(op[0], eager[0]) < 1e-6 and rel_err(op[1], eager[1]) < 1e-6
+    for name, g in eager[2].items():
+        assert rel_err(op[2][name], g) < 1e-6, name
+
+    with FakeTensorMode():
+        fake = torch.empty(3)
+    plain = torch.empty(3)
+    assert triton_op.traced(plain, fake) and not triton_op.traced(plain, torch.nn.Parameter(plain), None)
+
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+    dynamo.reset()
+    try:
+        torch.compile(lambda kw: scan(**kw, delta_softplus=True), backend=capture, fullgraph=True)(ins)
+    finally:
+        dynamo.reset()
+    targets = [str(node.target) for gm in graphs for node in gm.graph.nodes]
+    assert any("selective_scan_triton_fwd" in t for t in targets), targets
