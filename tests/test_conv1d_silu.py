@@ -73,3 +73,39 @@ def test_bad_inputs_are_named():
         conv1d_silu(x, torch.randn(4, 4), torch.randn(5))
     with pytest.raises(ValueError, match="backend='cuda'"):
         conv1d_silu(x, torch.randn(4, 4), backend="cuda")
+
+
+@pytest.mark.triton_interpret
+def test_eager_calls_take_the_function_traced_calls_the_custom_op(monkeypatch):
+    """Eager calls run the autograd.Function, traced ones the custom op (kernels/_tracing.py): the same y
+    and gradients, and dynamo captures the op in one graph."""
+    import torch._dynamo as dynamo
+    from vision_mamba.kernels.conv1d import triton_op
+    torch.manual_seed(5)
+    x, w, b, dy = torch.randn(2, 12, 40), torch.randn(12, 4) * 0.5, torch.randn(12), torch.randn(2, 12, 40)
+    ops = []
+    real = triton_op.conv1d_silu_fwd
+    monkeypatch.setattr(triton_op, "conv1d_silu_fwd", lambda *a: ops.append(1) or real(*a))
+
+    def run():
+        leaves = [t.to(TRITON_DEVICE, copy=True).requires_grad_() for t in (x, w, b)]
+        y = conv1d_silu(*leaves, True, backend="triton")
+        (y * dy.to(TRITON_DEVICE)).sum().backward()
+        return [y] + [t.grad for t in leaves]
+    eager = run()
+    assert ops == []
+    with monkeypatch.context() as m:
+        m.setattr(triton_op, "traced", lambda *tensors: True)
+        traced = run()
+    assert ops == [1]
+    for got, ref in zip(traced, eager):
+        assert _rel(got.cpu(), ref.cpu()) < 1e-6
+
+    graphs = []
+    dynamo.reset()
+    try:
+        torch.compile(lambda t: conv1d_silu(t, w.to(TRITON_DEVICE), None, backend="triton"), fullgraph=True,
+                      backend=lambda gm, _: graphs.append(gm) or gm.forward)(x.to(TRITON_DEVICE))
+    finally:
+        dynamo.reset()
+    assert any("conv1d_silu_fwd" in str(n.target) for gm in graphs for n in gm.graph.nodes)

@@ -202,3 +202,30 @@ def test_triton_orderings_are_custom_ops_compile_traces_around():
     explained = dynamo.explain(round_trip)(x)
     assert explained.graph_count == 1 and explained.graph_break_count == 0
     dynamo.reset()
+
+
+@pytest.mark.triton_interpret
+@pytest.mark.parametrize("ordering", ["cross2d", "bidi"])
+def test_eager_calls_take_the_functions_traced_calls_the_custom_ops(monkeypatch, ordering):
+    """Eager calls run the autograd.Functions, traced ones the custom ops (kernels/_tracing.py): the same
+    outputs and gradients (through the adjoint op in each backward)."""
+    from vision_mamba.kernels.orderings import triton_op
+    ops = []
+    for name in ("cross_scan_op", "cross_merge_op"):
+        real = getattr(triton_op, name)
+        monkeypatch.setattr(triton_op, name, lambda *a, real=real, name=name: ops.append(name) or real(*a))
+    x = _randn(2, 3, 6, 5, seed=3, dtype=torch.float32).to(TRITON_DEVICE)
+    y = _randn(2, ROUTES[ordering], 3, 30, seed=4, dtype=torch.float32).to(TRITON_DEVICE)
+
+    def run():
+        scanned, dx = _scan_and_grad(x, ordering, "triton", 5, torch.float32)
+        merged, dy = _merge_and_grad(y, ordering, 6, 5, "triton", 6, torch.float32)
+        return scanned, dx, merged, dy
+    eager = run()
+    assert ops == []
+    with monkeypatch.context() as m:
+        m.setattr(triton_op, "traced", lambda *tensors: True)
+        traced = run()
+    assert sorted(ops) == ["cross_merge_op"] * 2 + ["cross_scan_op"] * 2
+    for got, want in zip(traced, eager):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -32,7 +32,7 @@ def small_blocks(monkeypatch):
     """4-step chunks, 3 forward and 2 backward segments, 4-channel blocks (several blocks, a masked tail)."""
     cfg = triton_blocked.BlockedConfig(block_d=4, chunk=4, n_segs=3, n_segs_bwd=2, num_warps=1, fwd_block_d=4)
     monkeypatch.setattr(triton_fused, "blocked_config", lambda *shape: cfg)
-    monkeypatch.setattr(triton_fused, "_launch_config", lambda length: (32, 1))   # chunked: 32-step chunks
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n: (32, 1))   # chunked: 32-step chunks
 
 
 @pytest.mark.parametrize("kernel", ["blocked", "chunked"])
@@ -216,6 +216,7 @@ def test_eager_calls_take_the_function_traced_calls_the_custom_ops(monkeypatch):
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from vision_mamba.kernels import selective_scan
+    from vision_mamba.kernels import _tracing
     from vision_mamba.kernels.selective import triton_op
 
     ins = make_inputs(2, 4, 37, 4, 1, seed=8, device=TRITON_DEVICE)
@@ -236,7 +237,7 @@ def test_eager_calls_take_the_function_traced_calls_the_custom_ops(monkeypatch):
     with FakeTensorMode():
         fake = torch.empty(3)
     plain = torch.empty(3)
-    assert triton_op.traced(plain, fake) and not triton_op.traced(plain, torch.nn.Parameter(plain), None)
+    assert _tracing.traced(plain, fake) and not _tracing.traced(plain, torch.nn.Parameter(plain), None)
 
     graphs = []
 

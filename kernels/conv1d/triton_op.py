@@ -1,10 +1,12 @@
 """The Triton `conv1d_silu` as `torch.library` custom ops (forward, backward joined by
-register_autograd), so that torch.compile / torch.export trace around the kernels."""
+register_autograd), so that torch.compile / torch.export trace around the kernels, and as an
+autograd.Function over the same launchers for eager calls (less Python per call: kernels/_tracing.py)."""
 from typing import List, Optional
 
 import torch
 from torch import Tensor
 
+from .._tracing import traced
 from . import triton_kernels
 
 
@@ -47,5 +49,22 @@ def _backward(ctx, dy):
 conv1d_silu_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _Conv1dSilu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, reverse):
+        ctx.save_for_backward(x, weight, bias)
+        ctx.reverse = reverse
+        return triton_kernels.forward(x, weight, bias, reverse)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, bias = ctx.saved_tensors
+        dx, dw, db = triton_kernels.backward(dy, x, weight, bias, ctx.reverse)
+        return dx, dw, db, None
+
+
 def conv1d_silu_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: bool) -> Tensor:
-    return conv1d_silu_fwd(x, weight, bias, reverse)
+    """The custom op when traced, else the autograd.Function (the same kernels)."""
+    if traced(x, weight, bias):
+        return conv1d_silu_fwd(x, weight, bias, reverse)
+    return _Conv1dSilu.apply(x, weight, bias, reverse)

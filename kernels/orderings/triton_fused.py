@@ -117,8 +117,8 @@ def cross_scan_triton(x: torch.Tensor, ordering: str) -> torch.Tensor:
     """(B, C, H, W) -> (B, K, C, H*W); "unidi"/"bidi" also take a flat (B, C, L)."""
     routes = _routes(ordering, "cross_scan")
     height, width = x.shape[-2:] if ordering == "cross2d" else (1, x.shape[2:].numel())
-    from .triton_op import cross_scan_op   # the ops wrap this module's launchers
-    return cross_scan_op(x, routes, height, width)
+    from .triton_op import cross_scan_fn   # the ops wrap this module's launchers
+    return cross_scan_fn(x, routes, height, width)
 
 
 def cross_merge_triton(y: torch.Tensor, ordering: str, height: int | None = None,
@@ -130,5 +130,5 @@ def cross_merge_triton(y: torch.Tensor, ordering: str, height: int | None = None
     elif height is None or width is None or height * width != y.shape[-1]:
         raise ValueError(f"cross_merge: ordering 'cross2d' needs height * width == L={y.shape[-1]}, "
                          f"got height={height}, width={width}")
-    from .triton_op import cross_merge_op
-    return cross_merge_op(y, routes, height, width)
+    from .triton_op import cross_merge_fn
+    return cross_merge_fn(y, routes, height, width)

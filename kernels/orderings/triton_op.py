@@ -1,9 +1,11 @@
 """The fused scan orderings as `torch.library` custom ops, as the selective scan and the conv1d are:
 torch.compile and torch.export trace around the kernels instead of into them (dynamo cannot trace into
-them at all under the Triton interpreter)."""
+them at all under the Triton interpreter).  Eager calls take autograd.Functions over the same launchers
+(less Python per call: kernels/_tracing.py); `cross_scan_fn` / `cross_merge_fn` pick."""
 import torch
 from torch import Tensor
 
+from .._tracing import traced
 from . import triton_fused
 
 
@@ -41,3 +43,35 @@ def _merge_backward(ctx, dout):
 
 cross_scan_op.register_autograd(_scan_backward, setup_context=_setup)
 cross_merge_op.register_autograd(_merge_backward, setup_context=_setup)
+
+
+class _CrossScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, routes, height, width):
+        ctx.shape, ctx.geometry = x.shape, (routes, height, width)
+        return triton_fused.scan_launch(x, routes, height, width)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _CrossMerge.apply(dy, *ctx.geometry).view(ctx.shape), None, None, None
+
+
+class _CrossMerge(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, routes, height, width):
+        ctx.geometry = (routes, height, width)
+        return triton_fused.merge_launch(y, routes, height, width)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return _CrossScan.apply(dout, *ctx.geometry), None, None, None
+
+
+def cross_scan_fn(x: Tensor, routes: int, height: int, width: int) -> Tensor:
+    """The custom op when traced, else the autograd.Function (the same kernel)."""
+    return cross_scan_op(x, routes, height, width) if traced(x) else _CrossScan.apply(x, routes, height, width)
+
+
+def cross_merge_fn(y: Tensor, routes: int, height: int, width: int) -> Tensor:
+    """The custom op when traced, else the autograd.Function (the same kernel)."""
+    return cross_merge_op(y, routes, height, width) if traced(y) else _CrossMerge.apply(y, routes, height, width)

@@ -20,6 +20,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from .._tracing import traced
 from . import triton_fused
 from ._common import is_dense
 
@@ -101,23 +102,12 @@ def _backward(ctx, dy, dlast, _dckpt):
 selective_scan_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-# where eager callers' tensors come from; tracing (fake, functional, DTensor, proxy) hands other types
-_EAGER_TYPES = (torch.Tensor, torch.nn.Parameter)
-
-
-def traced(*tensors: Optional[Tensor]) -> bool:
-    """Whether this call is being traced (torch.compile / torch.export): dynamo is compiling, or an input
-    is not a plain tensor or parameter (non-strict export and AOT autograd trace with fake / functional
-    tensor subclasses).  Only tracing needs the custom ops; eager calls take the autograd.Function."""
-    return torch.compiler.is_compiling() or any(t is not None and type(t) not in _EAGER_TYPES for t in tensors)
-
-
 def selective_scan_triton_op(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                              return_last_state=False, *, reverse=False, kernel="auto"):
     """The `triton` backend (same arguments and results as `triton_fused.selective_scan_triton`): through
     the custom ops when traced, else through `triton_fused`'s autograd.Function, which runs the same
-    kernels with less Python per call (a stubbed-kernel fwd+bwd on the CPU: ~85 vs ~210-260 us, most of
-    it torch.library's dispatch).  The checkpoints are stored only where autograd will need them."""
+    kernels with less Python per call (kernels/_tracing.py).  The checkpoints are stored only where
+    autograd will need them."""
     if not traced(u, delta, A, B, C, D, z, delta_bias):
         return triton_fused.selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                                   return_last_state, reverse=reverse, kernel=kernel)
