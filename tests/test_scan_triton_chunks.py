@@ -16,7 +16,7 @@ pytestmark = pytest.mark.triton_interpret
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(triton_fused, "_launch_config", lambda length: (32, 1))
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n: (32, 1))
 
 
 @pytest.mark.parametrize("batch,dim,length,n,groups,options", [
@@ -80,7 +80,7 @@ def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reve
     """The backward takes dt (and dt u) of steps t - 1 and t + 1 from its own chunk's registers and carries
     the next chunk's first dt across the chunk boundary: checked at the launcher's other chunk widths
     (64 steps; 256 for long sequences), three chunks with a partial last one, both scan directions."""
-    monkeypatch.setattr(triton_fused, "_launch_config", lambda length: (block_l, 1))
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n: (block_l, 1))
     ins = make_inputs(1, 2, 2 * block_l + block_l // 2 + 1, 2, 1, seed=block_l, device=TRITON_DEVICE)
     got = run_scan(functools.partial(triton_fused.selective_scan_triton, reverse=reverse), ins, softplus=True,
                    return_last_state=True)
@@ -90,3 +90,16 @@ def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reve
     assert rel_err(got[1], ref[1]) < 1e-5
     for name, g in ref[2].items():
         assert rel_err(got[2][name], g) < 1e-5, name
+
+
+@pytest.mark.parametrize("length,n,expected", [
+    (197, 16, 128), (196, 1, 64), (256, 1, 64), (257, 1, 128), (3136, 1, 128), (4097, 16, 128),
+    (16384, 16, 256), (16384, 1, 256), (49, 1, 64), (20, 16, 32),
+])
+def test_launch_config_per_shape_class(length, n, expected):
+    """The measured rule (docs/benchmarks.md): 128-step chunks, 256 for long sequences, 64 for N = 1 at
+    L <= 256, never longer than the sequence needs (32 at least); one warp.  checkpoint_rows follows it."""
+    assert triton_fused._launch_config(length, n) == (expected, 1)
+    u, A = torch.empty(1, 2, length), torch.empty(2, n)
+    B = torch.empty(1, 1, n, length)
+    assert triton_fused.checkpoint_rows(u, A, B, B, "chunked") == -(-length // expected) + 1

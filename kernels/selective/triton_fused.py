@@ -220,11 +220,13 @@ def _bwd_kernel(
         tl.store(dbias_ptr + pid, dbias_acc)
 
 
-def _launch_config(length: int) -> tuple[int, int]:
-    """(BLOCK_L, num_warps) of the chunked kernel.  One warp per program: the scans and sums of a chunk
-    then need no barrier between warps, and many programs share an SM.  A 256-step chunk pays off only
-    for long sequences (H100 sweep, docs/benchmarks.md)."""
-    block_l = 256 if length > 8192 else 128
+def _launch_config(length: int, n: int) -> tuple[int, int]:
+    """(BLOCK_L, num_warps) of the chunked kernel for sequence length `length` and state size `n`.  One warp
+    per program: the scans and sums of a chunk then need no barrier between warps, and many programs share
+    an SM.  A 256-step chunk pays off only for long sequences, a 64-step one for N = 1 at L <= 256 (VMamba's
+    third stage, L = 196: backward 1.39 vs 1.50 ms, forward equal; at N = 16 it is slower, forward 0.49
+    vs 0.38 ms at L = 197) (H100 sweeps, docs/benchmarks.md)."""
+    block_l = 256 if length > 8192 else 64 if n == 1 and length <= 256 else 128
     return min(block_l, max(32, triton.next_power_of_2(length))), 1
 
 
@@ -250,7 +252,7 @@ def _rows(t):
 def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse=False):
     batch, dim, length = u.shape
     n = A.shape[1]
-    block_l, num_warps = _launch_config(length)
+    block_l, num_warps = _launch_config(length, n)
     n_chunks = triton.cdiv(length, block_l)
     (u, *su), (delta, *sdt), (z, *sz) = _rows(u), _rows(delta), _rows(z)
     A = A.contiguous()
@@ -269,7 +271,7 @@ def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reve
 def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, delta_softplus, reverse=False):
     batch, dim, length = u.shape
     n = A.shape[1]
-    block_l, num_warps = _launch_config(length)
+    block_l, num_warps = _launch_config(length, n)
     n_chunks = triton.cdiv(length, block_l)
     (u, *su), (delta, *sdt), (z, *sz), (dout, *sdy) = _rows(u), _rows(delta), _rows(z), _rows(dout)
     A = A.contiguous()
@@ -346,7 +348,7 @@ def checkpoint_rows(u, A, B, C, kernel: str = "auto", store_checkpoints: bool = 
     if _resolve(kernel, u, A, B4, C4, inference=not store_checkpoints) == "blocked":
         chunk = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1]).chunk
         return triton.cdiv(length, chunk) + 1 if store_checkpoints else 1
-    return triton.cdiv(length, _launch_config(length)[0]) + 1      # the chunked kernel keeps every row
+    return triton.cdiv(length, _launch_config(length, A.shape[1])[0]) + 1      # the chunked kernel keeps every row
 
 
 def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, reverse=False,
