@@ -1,8 +1,10 @@
 """Which wrapper a Triton kernel call goes through.  Every Triton op is a `torch.library` custom op (so that
 torch.compile and torch.export trace around the kernels, with fake implementations for their shapes) and
 an autograd.Function over the same launchers.  Only tracing needs the custom op; its Python dispatch costs
-more per call (a stubbed-kernel selective-scan fwd+bwd on the CPU: ~85 us through the Function, ~210-260
-us through the custom ops), which eager models pay on every layer."""
+more per call, which eager models pay on every layer: with the launchers stubbed, a selective-scan fwd+bwd
+costs ~135 us of CPU through the Function and ~266 us through the custom ops on a 2-core CPU
+(docs/results/gpu_h100_2026-12-07_session11/cpu_overhead.json).  Traced calls must take the custom op: dynamo
+cannot trace the launchers, and compiled code needs the fake implementations."""
 from __future__ import annotations
 
 import torch
