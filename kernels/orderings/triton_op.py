@@ -45,33 +45,25 @@ cross_scan_op.register_autograd(_scan_backward, setup_context=_setup)
 cross_merge_op.register_autograd(_merge_backward, setup_context=_setup)
 
 
-class _CrossScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, routes, height, width):
-        ctx.shape, ctx.geometry = x.shape, (routes, height, width)
-        return triton_fused.scan_launch(x, routes, height, width)
+class _Ordering(torch.autograd.Function):
+    """cross_scan (merge=False) or cross_merge (merge=True); each one's backward is the other."""
 
     @staticmethod
-    def backward(ctx, dy):
-        return _CrossMerge.apply(dy, *ctx.geometry).view(ctx.shape), None, None, None
-
-
-class _CrossMerge(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, routes, height, width):
-        ctx.geometry = (routes, height, width)
-        return triton_fused.merge_launch(y, routes, height, width)
+    def forward(ctx, t, merge, routes, height, width):
+        ctx.shape, ctx.merge, ctx.geometry = t.shape, merge, (routes, height, width)
+        launch = triton_fused.merge_launch if merge else triton_fused.scan_launch
+        return launch(t, routes, height, width)
 
     @staticmethod
-    def backward(ctx, dout):
-        return _CrossScan.apply(dout, *ctx.geometry), None, None, None
+    def backward(ctx, grad):
+        return _Ordering.apply(grad, not ctx.merge, *ctx.geometry).view(ctx.shape), None, None, None, None
 
 
 def cross_scan_fn(x: Tensor, routes: int, height: int, width: int) -> Tensor:
     """The custom op when traced, else the autograd.Function (the same kernel)."""
-    return cross_scan_op(x, routes, height, width) if traced(x) else _CrossScan.apply(x, routes, height, width)
+    return cross_scan_op(x, routes, height, width) if traced(x) else _Ordering.apply(x, False, routes, height, width)
 
 
 def cross_merge_fn(y: Tensor, routes: int, height: int, width: int) -> Tensor:
     """The custom op when traced, else the autograd.Function (the same kernel)."""
-    return cross_merge_op(y, routes, height, width) if traced(y) else _CrossMerge.apply(y, routes, height, width)
+    return cross_merge_op(y, routes, height, width) if traced(y) else _Ordering.apply(y, True, routes, height, width)
