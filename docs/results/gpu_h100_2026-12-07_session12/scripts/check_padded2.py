@@ -1,11 +1,12 @@
-"""Interpreter check: scripts/tf_padded2.py's backward (aligned rows, zero padding, loads masked at the row length)
+"""Interpreter check: the backward of scripts/tf_padded2.py (or the file named in argv[1], e.g. tf_padded3.py) (aligned rows, zero padding, loads masked at the row length)
 equals the shipped backward, with strided B / C, a final-state gradient, both directions, several lengths."""
 import importlib.util, os, sys
 os.environ["TRITON_INTERPRET"] = "1"
 import torch
 from vision_mamba.kernels.selective import triton_fused as shipped
 here = os.path.dirname(os.path.abspath(__file__))
-src = open(f"{here}/tf_padded2.py").read()
+VARIANT = sys.argv[1] if len(sys.argv) > 1 else "tf_padded2.py"
+src = open(f"{here}/{VARIANT}").read()
 for rel, absolute in (("from . import triton_blocked", "from vision_mamba.kernels.selective import triton_blocked"),
                       ("from ._common", "from vision_mamba.kernels.selective._common"),
                       ("from ._triton_common", "from vision_mamba.kernels.selective._triton_common")):
@@ -34,4 +35,4 @@ for L in (75, 40, 97, 64):
             err = ((g - r).norm() / r.norm()).item()
             worst = max(worst, err)
             assert err < 1e-6, (L, reverse, name, err)
-print(f"tf_padded2 backward == shipped: 4 lengths x 2 directions, worst rel err {worst:.1e}")
+print(f"{VARIANT} backward == shipped: 4 lengths x 2 directions, worst rel err {worst:.1e}")

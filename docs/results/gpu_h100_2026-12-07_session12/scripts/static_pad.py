@@ -22,10 +22,11 @@ def load(path, extra_sub=None):
     return m
 
 
-def comp(fn, L, row, block_l=128, dim=768, N=16, G=1):
+def comp(fn, L, row, act=None, block_l=128, dim=768, N=16, G=1):
+    act = act or row   # row length of u, delta, z, dout
     ints = dict(dim=dim, L=L, L_out=row, n_chunks=-(-L // block_l), d_per_group_B=dim // G, d_per_group_C=dim // G,
-                G_B=G, G_C=G, su_b=dim * row, su_d=row, sdt_b=dim * row, sdt_d=row, sz_b=dim * row, sz_d=row,
-                sdy_b=dim * row, sdy_d=row, sB_b=G * N * row, sB_g=N * row, sB_n=row, sB_t=1, sC_b=G * N * row,
+                G_B=G, G_C=G, su_b=dim * act, su_d=act, sdt_b=dim * act, sdt_d=act, sz_b=dim * act, sz_d=act,
+                sdy_b=dim * act, sdy_d=act, sB_b=G * N * row, sB_g=N * row, sB_n=row, sB_t=1, sC_b=G * N * row,
                 sC_g=N * row, sC_n=row, sC_t=1)
     consts = dict(N=N, BLOCK_L=block_l, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, REVERSE=False)
     bf16 = {"du_ptr", "ddelta_ptr", "dz_ptr", "u_ptr", "delta_ptr", "z_ptr", "dout_ptr", "B_ptr", "C_ptr"}
@@ -73,10 +74,12 @@ def comp(fn, L, row, block_l=128, dim=768, N=16, G=1):
 shipped = load(f"{ROOT}/kernels/selective/triton_fused.py")
 padded = load(f"{ROOT}/docs/results/gpu_h100_2026-12-07_session12/scripts/tf_padded.py")
 padded2 = load(f"{ROOT}/docs/results/gpu_h100_2026-12-07_session12/scripts/tf_padded2.py")
-for name, mod, L, row in (("shipped L=197", shipped, 197, 197), ("shipped L=192", shipped, 192, 192),
+padded3 = load(f"{ROOT}/docs/results/gpu_h100_2026-12-07_session12/scripts/tf_padded3.py")
+for name, mod, L, row, *act in (("shipped L=197", shipped, 197, 197), ("shipped L=192", shipped, 192, 192),
                           ("padded L=197 row 208", padded, 197, 208),
-                          ("padded2 L=197 row 208", padded2, 197, 208)):
-    regs, n, ops, lay = comp(mod._bwd_kernel, L, row)
+                          ("padded2 L=197 row 208", padded2, 197, 208),
+                          ("padded3 L=197 B/C rows 208", padded3, 197, 208, 197)):
+    regs, n, ops, lay = comp(mod._bwd_kernel, L, row, *act)
     mem = {k: v for k, v in ops.items() if k.startswith(("LDG", "RED", "STG"))}
     print(f"{name:22s} regs {regs:3d} state loop {n:4d} instr, SHFL {ops['SHFL']:3d}, MUFU {ops['MUFU']}, {mem}")
     print("    layouts:", "; ".join(lay))
