@@ -2,7 +2,7 @@
 kernels/selective/triton_fused.py; results wrong where noted), in one process against the shipped kernel:
 - noatomic: the dB and dC atomics become plain stores (wrong dB / dC; the atomics' cost);
 - noatomic_dC: only dC's atomic becomes a store;
-- K2_BL64 / K4_BL32 / K2_BL128: scratch/s12/tf_pair.py, K channels per one-warp program (right results);
+- K2_BL64 / K4_BL32 / K2_BL128: tf_pair.py (beside this script), K channels per one-warp program (right results);
 - bfast: programs in batch-fastest order (right results; fewer programs in flight adding into one address);
 - shapes vim_s_layer (L = 197, rows not 16-byte aligned) and vim_s_l192 (L = 192, aligned, the same two
   128-step chunks): what the one-element-per-register layout of unaligned rows costs.

@@ -1,10 +1,10 @@
 """Prepared for the next session (not run yet): the shipped chunked backward (kernels/selective/triton_fused.py)
 against the aligned-row variants beside this script, each through its module's `backward` (copies into aligned
 rows included), in one process, bf16, with the max relative error of every gradient against shipped:
-- tf_padded2.py: every time row padded to 16 elements (zeros), loads / stores masked at the padded length;
-- tf_padded3.py: only B / C (and dB / dC) padded, the activations and their gradients read and written in place.
+- tf_padded2.patch: every time row padded to 16 elements (zeros), loads / stores masked at the padded length;
+- tf_padded3.patch: only B / C (and dB / dC) padded, the activations and their gradients read and written in place.
 Also each variant's forward is the shipped one.  --smoke: interpreter, tiny shapes."""
-import importlib.util, json, os, sys, time
+import json, os, sys, time
 if "--smoke" in sys.argv:
     os.environ["TRITON_INTERPRET"] = "1"
 import torch, triton
@@ -15,21 +15,10 @@ smoke = "--smoke" in sys.argv
 here = os.path.dirname(os.path.abspath(__file__))
 
 
-def load(name):
-    src = open(f"{here}/{name}").read()
-    for rel, absolute in (("from . import triton_blocked", "from vision_mamba.kernels.selective import triton_blocked"),
-                          ("from ._common", "from vision_mamba.kernels.selective._common"),
-                          ("from ._triton_common", "from vision_mamba.kernels.selective._triton_common")):
-        src = src.replace(rel, absolute)
-    path = f"/tmp/{name}"
-    open(path, "w").write(src)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, here)
+from variant_src import load  # noqa: E402
 
-
-mods = {"shipped": shipped, "padded2": load("tf_padded2.py"), "padded3": load("tf_padded3.py")}
+mods = {"shipped": shipped, "padded2": load("tf_padded2.patch"), "padded3": load("tf_padded3.patch")}
 
 
 def bench(fn):

@@ -1,4 +1,4 @@
-"""Static sm_90 view of why the aligned-row backward (scripts/tf_padded.py) was slower: layouts and loads of the
+"""Static sm_90 view of why the aligned-row backward (scripts/tf_padded.patch) was slower: layouts and loads of the
 state loop at L = 197 in 208-element rows, against the shipped kernel at L = 197 and L = 192."""
 import sys, os, re, subprocess, tempfile, collections, importlib.util
 import triton
@@ -6,8 +6,7 @@ from triton.backends.compiler import GPUTarget
 ROOT = "/work/main"
 
 
-def load(path, extra_sub=None):
-    text = open(path).read()
+def load(text, extra_sub=None):
     if extra_sub:
         for a, b in extra_sub:
             assert text.count(a) >= 1, a
@@ -71,10 +70,12 @@ def comp(fn, L, row, act=None, block_l=128, dim=768, N=16, G=1):
     return regs, len(best), ops, lay
 
 
-shipped = load(f"{ROOT}/kernels/selective/triton_fused.py")
-padded = load(f"{ROOT}/docs/results/gpu_h100_2026-12-07_session12/scripts/tf_padded.py")
-padded2 = load(f"{ROOT}/docs/results/gpu_h100_2026-12-07_session12/scripts/tf_padded2.py")
-padded3 = load(f"{ROOT}/docs/results/gpu_h100_2026-12-07_session12/scripts/tf_padded3.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from variant_src import patched  # noqa: E402
+shipped = load(open(f"{ROOT}/kernels/selective/triton_fused.py").read())
+padded = load(patched("tf_padded.patch"))
+padded2 = load(patched("tf_padded2.patch"))
+padded3 = load(patched("tf_padded3.patch"))
 for name, mod, L, row, *act in (("shipped L=197", shipped, 197, 197), ("shipped L=192", shipped, 192, 192),
                           ("padded L=197 row 208", padded, 197, 208),
                           ("padded2 L=197 row 208", padded2, 197, 208),

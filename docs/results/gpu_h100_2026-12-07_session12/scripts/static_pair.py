@@ -1,4 +1,4 @@
-"""Static sm_90 resources and state-loop SASS of the K-channel backward (scratch/s12/tf_pair.py) vs shipped."""
+"""Static sm_90 resources and state-loop SASS of the K-channel backward (tf_pair.py beside this script) vs shipped."""
 import sys, os, re, subprocess, tempfile, collections, importlib.util
 sys.path.insert(0, "/work/main/docs/results/static_sm90_2026-12-07")
 import aot_chunked as A
@@ -9,7 +9,7 @@ text = open(f"{A.ROOT}/kernels/selective/triton_fused.py").read()
 body = text[text.index("@triton.jit\ndef _first_order"):text.index("def _launch_config")]
 common = open(f"{A.ROOT}/kernels/selective/_triton_common.py").read()
 common = common[common.index("# exp(x)"):]
-pair = open(f"{A.ROOT}/scratch/s12/tf_pair.py").read()
+pair = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_pair.py")).read()
 pair = pair[pair.index("@triton.jit"):pair.index("class Variant")]
 src = ("import triton\nimport triton.language as tl\n" + common +
        "\n_LOG2E = LOG2E\n_softplus = softplus\nLOG2E = tl.constexpr(_LOG2E)\n" + body + "\n" + pair)

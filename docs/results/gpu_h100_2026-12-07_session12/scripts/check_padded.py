@@ -1,19 +1,16 @@
-"""Interpreter check: the backward of scripts/tf_padded2.py (or the file named in argv[1], e.g. tf_padded3.py) (aligned rows, zero padding, loads masked at the row length)
+"""Interpreter check: the backward of the variant tf_padded3.patch (or the patch named in argv[1], e.g.
+tf_padded2.patch; aligned rows, zero padding, loads masked at the row length)
 equals the shipped backward, with strided B / C, a final-state gradient, both directions, several lengths."""
-import importlib.util, os, sys
+import os, sys
 os.environ["TRITON_INTERPRET"] = "1"
 import torch
 from vision_mamba.kernels.selective import triton_fused as shipped
 here = os.path.dirname(os.path.abspath(__file__))
-VARIANT = sys.argv[1] if len(sys.argv) > 1 else "tf_padded2.py"
-src = open(f"{here}/{VARIANT}").read()
-for rel, absolute in (("from . import triton_blocked", "from vision_mamba.kernels.selective import triton_blocked"),
-                      ("from ._common", "from vision_mamba.kernels.selective._common"),
-                      ("from ._triton_common", "from vision_mamba.kernels.selective._triton_common")):
-    src = src.replace(rel, absolute)
-open("/tmp/tf_padded2_mod.py", "w").write(src)
-spec = importlib.util.spec_from_file_location("tf_padded2_mod", "/tmp/tf_padded2_mod.py")
-p2 = importlib.util.module_from_spec(spec); spec.loader.exec_module(p2)
+sys.path.insert(0, here)
+from variant_src import load  # noqa: E402
+
+VARIANT = sys.argv[1] if len(sys.argv) > 1 else "tf_padded3.patch"
+p2 = load(VARIANT)
 for mod in (shipped, p2):
     mod._launch_config = lambda length, n: (32, 1)
 worst = 0.0
