@@ -48,9 +48,9 @@ def test_multi_chunk_matches_reference(small_chunks, batch, dim, length, n, grou
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-def test_strided_B_C_are_read_in_place(small_chunks, groups):
-    """B / C read through their strides: token-major slices of one projection output (time stride
-    2n + 3), as a caller may hand them over without a copy."""
+def test_strided_B_C(small_chunks, groups):
+    """B / C as token-major slices of one projection output (time stride 2n + 3), as a caller may hand them
+    over: the kernels take them in aligned rows (`_bc_rows`), their gradients flow back to the projection."""
     batch, dim, length, n = 2, 8, 75, 4
     torch.manual_seed(groups)
     proj = torch.randn(batch, length, groups, 2 * n + 3)
@@ -74,12 +74,13 @@ def test_strided_B_C_are_read_in_place(small_chunks, groups):
         assert rel_err(grads[name], grads_ref[name]) < 1e-5, name
 
 
-@pytest.mark.parametrize("block_l", [64, 256])
+@pytest.mark.parametrize("block_l", [64, 128, 256])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reverse):
     """The backward takes dt (and dt u) of steps t - 1 and t + 1 from its own chunk's registers and carries
     the next chunk's first dt across the chunk boundary: checked at the launcher's other chunk widths
-    (64 steps; 256 for long sequences), three chunks with a partial last one, both scan directions."""
+    (64 steps; 256 for long sequences; 128, the default), three chunks with a partial last one, both scan
+    directions: the tiles of 2, 4 and 8 steps a lane, whose shifts and column flips are written out per width."""
     monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n: (block_l, 1))
     ins = make_inputs(1, 2, 2 * block_l + block_l // 2 + 1, 2, 1, seed=block_l, device=TRITON_DEVICE)
     got = run_scan(functools.partial(triton_fused.selective_scan_triton, reverse=reverse), ins, softplus=True,
@@ -90,6 +91,26 @@ def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reve
     assert rel_err(got[1], ref[1]) < 1e-5
     for name, g in ref[2].items():
         assert rel_err(got[2][name], g) < 1e-5, name
+
+
+def test_bc_rows_aligned_in_place_else_copied():
+    """B / C reach the kernels with unit time stride and 16-element-aligned rows: in place where they already
+    are (no copy), else copied into rows of L rounded up to 16 with zeros past L."""
+    aligned = torch.randn(2, 3, 4, 64)
+    assert triton_fused._bc_rows(aligned) == (aligned, 64)
+    one_group = torch.randn(2, 1, 4, 48)[:, :1]
+    assert triton_fused._bc_rows(one_group)[0] is one_group
+    wider_rows = torch.randn(2, 3, 4, 80)[..., :64]           # row stride 80: aligned, read in place
+    assert triton_fused._bc_rows(wider_rows) == (wider_rows, 64)
+    for t in (torch.randn(2, 3, 4, 75), torch.randn(2, 75, 3, 4).permute(0, 2, 3, 1),
+              torch.randn(2, 3, 4, 80)[..., :75], torch.randn(2, 3, 4, 72)[..., :64]):
+        out, row = triton_fused._bc_rows(t)
+        length = t.shape[-1]
+        assert row == -(-length // 16) * 16 and out.shape == (*t.shape[:-1], row)
+        assert out.is_contiguous() and torch.equal(out[..., :length], t) and not out[..., length:].any()
+    # an unaligned row stride alone forces the copy; sizes of 1 do not count
+    assert triton_fused._bc_rows(torch.randn(2, 3, 4, 72)[..., :64])[0].stride(-2) == 64
+    assert triton_fused._bc_rows(torch.randn(1, 1, 1, 64))[1] == 64
 
 
 @pytest.mark.parametrize("length,n,expected", [
