@@ -16,7 +16,7 @@ pytestmark = pytest.mark.triton_interpret
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n: (32, 1))
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n, forward_only=False: (32, 1))
 
 
 @pytest.mark.parametrize("batch,dim,length,n,groups,options", [
@@ -81,7 +81,7 @@ def test_backward_neighbour_steps_across_chunk_widths(monkeypatch, block_l, reve
     the next chunk's first dt across the chunk boundary: checked at the launcher's other chunk widths
     (64 steps; 256 for long sequences; 128, the default), three chunks with a partial last one, both scan
     directions: the tiles of 2, 4 and 8 steps a lane, whose shifts and column flips are written out per width."""
-    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n: (block_l, 1))
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n, forward_only=False: (block_l, 1))
     ins = make_inputs(1, 2, 2 * block_l + block_l // 2 + 1, 2, 1, seed=block_l, device=TRITON_DEVICE)
     got = run_scan(functools.partial(triton_fused.selective_scan_triton, reverse=reverse), ins, softplus=True,
                    return_last_state=True)
@@ -124,3 +124,30 @@ def test_launch_config_per_shape_class(length, n, expected):
     u, A = torch.empty(1, 2, length), torch.empty(2, n)
     B = torch.empty(1, 1, n, length)
     assert triton_fused.checkpoint_rows(u, A, B, B, "chunked") == -(-length // expected) + 1
+
+
+@pytest.mark.parametrize("length,n,expected", [(197, 16, 256), (196, 1, 256), (4097, 16, 256), (20, 16, 32)])
+def test_forward_only_takes_wide_chunks(length, n, expected):
+    """An inference forward on 16-bit inputs takes 256-step chunks (the forward's fastest width, session 13); a
+    forward that stores checkpoints takes the backward's chunks, and so does fp32 (not measured wide).
+    checkpoint_rows follows all three."""
+    assert triton_fused._launch_config(length, n, forward_only=True) == (expected, 1)
+    A, B = torch.empty(2, n), torch.empty(1, 1, n, length)
+    training = triton_fused._launch_config(length, n)[0]
+    for dtype, store, block in ((torch.bfloat16, False, expected), (torch.bfloat16, True, training),
+                                (torch.float32, False, training)):
+        u = torch.empty(1, 2, length, dtype=dtype)
+        assert triton_fused.checkpoint_rows(u, A, B, B, "chunked", store) == -(-length // block) + 1
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_forward_only_matches_stored_forward(reverse):
+    """The inference forward (256-step chunks, 8 steps a lane) gives the training forward's y and final state
+    (128-step chunks), fp16, three chunks of the training width with a partial last one."""
+    ins = make_inputs(1, 2, 300, 4, 1, seed=3, dtype=torch.float16, device=TRITON_DEVICE)
+    kw = dict(delta_softplus=True, reverse=reverse, kernel="chunked")
+    y_inf, ck_inf = triton_fused.forward(**ins, **kw, store_checkpoints=False)
+    y_train, ck_train = triton_fused.forward(**ins, **kw, store_checkpoints=True)
+    assert ck_inf.shape[2] == 3 and ck_train.shape[2] == 4
+    assert rel_err(y_inf.float(), y_train.float()) < 2e-3
+    assert rel_err(ck_inf[:, :, -1], ck_train[:, :, -1]) < 1e-5

@@ -315,14 +315,23 @@ def _bwd_kernel(
         tl.store(dbias_ptr + pid, dbias_acc)
 
 
-def _launch_config(length: int, n: int) -> tuple[int, int]:
-    """(BLOCK_L, num_warps) of the chunked kernel for sequence length `length` and state size `n`.  One warp
+def _launch_config(length: int, n: int, forward_only: bool = False) -> tuple[int, int]:
+    """(BLOCK_L, num_warps) of the chunked kernels for sequence length `length` and state size `n`.  One warp
     per program: the scans and sums of a chunk then need no barrier between warps, and many programs share
-    an SM.  A 256-step chunk pays off only for long sequences, a 64-step one for N = 1 at L <= 256 (VMamba's
-    third stage, L = 196: backward 1.39 vs 1.50 ms, forward equal; at N = 16 it is slower, forward 0.49
-    vs 0.38 ms at L = 197) (H100 sweeps, docs/benchmarks.md)."""
-    block_l = 256 if length > 8192 else 64 if n == 1 and length <= 256 else 128
+    an SM.  The backward is fastest at 128-step chunks, at 256 for long sequences and at 64 for N = 1 at
+    L <= 256 (VMamba's third stage), and the forward that stores its checkpoints must use the backward's
+    chunks.  A forward alone (`forward_only`: inference on 16-bit inputs) takes 256-step chunks: H100 bf16,
+    forward ms at 128 (64 at stage 3) against 256: vim_s_layer 0.31 vs 0.27, vim_s_1024 0.81 vs 0.61, VMamba-T
+    stage 1 0.47 vs 0.45, stage 3 0.15 vs 0.11 (session 13 sweep, docs/benchmarks.md; fp32 not measured)."""
+    if forward_only:
+        block_l = 256
+    else:
+        block_l = 256 if length > 8192 else 64 if n == 1 and length <= 256 else 128
     return min(block_l, max(32, triton.next_power_of_2(length))), 1
+
+
+def _forward_only(u, store_checkpoints: bool) -> bool:
+    return not store_checkpoints and u.dtype in (torch.float16, torch.bfloat16)
 
 
 def _fwd_unroll(dtype: torch.dtype, n: int) -> int:
@@ -370,10 +379,10 @@ def _bcg_strides(t):
     return [s if n > 1 else 0 for s, n in zip(t.stride()[:-1], t.shape[:-1])]
 
 
-def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse=False):
+def _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse=False, store_checkpoints=True):
     batch, dim, length = u.shape
     n = A.shape[1]
-    block_l, num_warps = _launch_config(length, n)
+    block_l, num_warps = _launch_config(length, n, _forward_only(u, store_checkpoints))
     n_chunks = triton.cdiv(length, block_l)
     (u, *su), (delta, *sdt), (z, *sz) = _rows(u), _rows(delta), _rows(z)
     (B4, row), (C4, _) = _bc_rows(B4), _bc_rows(C4)
@@ -473,7 +482,8 @@ def checkpoint_rows(u, A, B, C, kernel: str = "auto", store_checkpoints: bool = 
     if _resolve(kernel, u, A, B4, C4, inference=not store_checkpoints) == "blocked":
         chunk = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1]).chunk
         return triton.cdiv(length, chunk) + 1 if store_checkpoints else 1
-    return triton.cdiv(length, _launch_config(length, A.shape[1])[0]) + 1      # the chunked kernel keeps every row
+    # the chunked kernel keeps every row
+    return triton.cdiv(length, _launch_config(length, A.shape[1], _forward_only(u, store_checkpoints))[0]) + 1
 
 
 def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, reverse=False,
@@ -494,7 +504,7 @@ def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=F
         cfg = blocked_config(*u.shape, A.shape[1], B4.shape[1], C4.shape[1])
         return blocked.blocked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse,
                                        store_checkpoints, cfg)
-    return _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse)
+    return _chunked_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, reverse, store_checkpoints)
 
 
 def backward(dout, dlast, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus=False, *,
