@@ -1,8 +1,8 @@
-"""Session 13: the chunked kernels of HEAD (scratch/s13/tf_shipped.py, a copy of bfa185c's triton_fused.py)
+"""Session 13: the chunked kernels of HEAD (e60121f, through head_module.py)
 against the working tree's (B / C in aligned rows; the reversed scan in memory order), forward and backward
 timed separately in one process, bf16, and the max relative error of y and every gradient against HEAD's.
 --smoke: interpreter, tiny shapes."""
-import importlib.util, json, os, sys, time
+import json, os, sys, time
 if "--smoke" in sys.argv:
     os.environ["TRITON_INTERPRET"] = "1"
 import torch, triton
@@ -10,15 +10,10 @@ from vision_mamba.bench.kernels import SHAPES, ScanShape, make_inputs, rel_err
 from vision_mamba.kernels.selective import triton_fused as new
 
 smoke = "--smoke" in sys.argv
-src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_shipped.py")).read()
-for rel, ab in (("from . import triton_blocked", "from vision_mamba.kernels.selective import triton_blocked"),
-                ("from ._common", "from vision_mamba.kernels.selective._common"),
-                ("from ._triton_common", "from vision_mamba.kernels.selective._triton_common")):
-    src = src.replace(rel, ab)
-open("/tmp/tf_shipped_mod.py", "w").write(src)
-spec = importlib.util.spec_from_file_location("tf_shipped_mod", "/tmp/tf_shipped_mod.py")
-old = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(old)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from head_module import load_head  # noqa: E402
+
+old = load_head()
 mods = {"head": old, "new": new}
 
 
@@ -31,7 +26,7 @@ def bench(fn):
 if smoke:
     dev, dtype = "cpu", torch.float32
     for m in mods.values():
-        m._launch_config = lambda length, n: (32, 1)
+        m._launch_config = lambda length, n, forward_only=False: (32, 1)
     cases = [(ScanShape("s", 2, 4, 75, 4, 1, True), r, lay) for r in (False, True)
              for lay in ("channel-major", "token-major")] + [(ScanShape("s1", 2, 4, 64, 1, 2, False), True, "channel-major")]
 else:

@@ -2,22 +2,16 @@
 (tf_shipped.py beside this script) against the tile kernels, with and without the 256-step inference chunks, and a
 CPU profile of the tile kernels' run; (2) fp32 `long` with the tile kernels at 128- vs 256-step chunks;
 (3) the inference forward at Vim-S @224 batch 8 token-major, 128 vs 256."""
-import importlib.util, json, os, time
+import json, os, sys, time
 import timm, torch, triton
 import vision_mamba  # noqa: F401  (registers the models)
 from vision_mamba.bench.kernels import SHAPES, ScanShape, make_inputs
 from vision_mamba.kernels.selective import triton_fused as tf
 
-here = os.path.dirname(os.path.abspath(__file__))
-src = open(os.path.join(here, "tf_shipped.py")).read()
-for rel, ab in (("from . import triton_blocked", "from vision_mamba.kernels.selective import triton_blocked"),
-                ("from ._common", "from vision_mamba.kernels.selective._common"),
-                ("from ._triton_common", "from vision_mamba.kernels.selective._triton_common")):
-    src = src.replace(rel, ab)
-open("/tmp/tf_shipped_mod.py", "w").write(src)
-spec = importlib.util.spec_from_file_location("tf_shipped_mod", "/tmp/tf_shipped_mod.py")
-old = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(old)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from head_module import load_head  # noqa: E402
+
+old = load_head()
 new_fwd, new_bwd, new_fo, new_cfg = tf.forward, tf.backward, tf._forward_only, tf._launch_config
 out = {}
 
