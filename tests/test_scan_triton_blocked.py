@@ -32,7 +32,8 @@ def small_blocks(monkeypatch):
     """4-step chunks, 3 forward and 2 backward segments, 4-channel blocks (several blocks, a masked tail)."""
     cfg = triton_blocked.BlockedConfig(block_d=4, chunk=4, n_segs=3, n_segs_bwd=2, num_warps=1, fwd_block_d=4)
     monkeypatch.setattr(triton_fused, "blocked_config", lambda *shape: cfg)
-    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n, forward_only=False: (32, 1))   # chunked: 32-step chunks
+    # chunked: 32-step chunks
+    monkeypatch.setattr(triton_fused, "_launch_config", lambda length, n, forward_only=False: (32, 1))
 
 
 @pytest.mark.parametrize("kernel", ["blocked", "chunked"])

@@ -142,8 +142,8 @@ def test_forward_only_takes_wide_chunks(length, n, expected):
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_forward_only_matches_stored_forward(reverse):
-    """The inference forward (256-step chunks, 8 steps a lane) gives the training forward's y and final state
-    (128-step chunks), fp16, three chunks of the training width with a partial last one."""
+    """The inference forward (256-step chunks, 8 steps a lane) gives the fp64 reference's y and final state, and
+    the training forward's (128-step chunks), fp16, three chunks of the training width with a partial last one."""
     ins = make_inputs(1, 2, 300, 4, 1, seed=3, dtype=torch.float16, device=TRITON_DEVICE)
     kw = dict(delta_softplus=True, reverse=reverse, kernel="chunked")
     y_inf, ck_inf = triton_fused.forward(**ins, **kw, store_checkpoints=False)
@@ -151,3 +151,7 @@ def test_forward_only_matches_stored_forward(reverse):
     assert ck_inf.shape[2] == 3 and ck_train.shape[2] == 4
     assert rel_err(y_inf.float(), y_train.float()) < 2e-3
     assert rel_err(ck_inf[:, :, -1], ck_train[:, :, -1]) < 1e-5
+    reference = reversed_reference if reverse else selective_scan_reference
+    y_ref, last_ref = reference(**upcast(ins), delta_softplus=True, return_last_state=True)
+    assert rel_err(y_inf.double().cpu(), y_ref) < 2e-3          # y rounded to fp16
+    assert rel_err(ck_inf[:, :, -1].double().cpu(), last_ref) < 1e-5

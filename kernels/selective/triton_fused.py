@@ -60,8 +60,8 @@ def _load_dt(delta_ptr, bias, offs, mask, SOFTPLUS: tl.constexpr):
 # l * VEC + VEC - 1.  Its scans run VEC steps in each thread's registers, then across the 32 lanes by warp
 # shuffles.  A reversed scan (the scan order is memory order backwards) flips the tile's columns, which is free
 # in registers; Triton's own `associative_scan(reverse=True)` instead reverses the lane order with butterfly
-# shuffles before and after (92 shuffles a scan against 12 in sm_90 SASS, triton 3.6, session 13), and the backward's adjoint scan
-# runs against the scan order, so that cost was in every backward.
+# shuffles before and after (92 shuffles a scan against 12 in sm_90 SASS, triton 3.6, session 13), and the
+# backward's adjoint scan runs against the scan order, so that cost was in every backward.
 
 @triton.jit
 def _tile(VEC: tl.constexpr):
@@ -359,10 +359,11 @@ ROW_ALIGN = 16   # elements: Triton specialises integer arguments divisible by 1
 def _bc_rows(t):
     """(tensor, row length) of a grouped B or C (batch, G, N, L) as the chunked kernels read it: unit time
     stride and rows whose starts the compiler can prove aligned -- in place where they already are, else a
-    copy into rows of L rounded up to ROW_ALIGN, zeros past L.  With aligned rows the state loop's loads and
-    reductions are vector instructions over each lane's consecutive steps (at L = 197 the backward's state
-    loop went from 550 to 354 sm_90 instructions, session 12).  The copy is batch x G x N x L, small beside the
-    activations; it also turns token-major slices of a projection (time stride 2N + rank) into unit stride."""
+    copy into rows of L rounded up to ROW_ALIGN, zeros past L.  With aligned rows the state loop's B / C loads
+    and dB / dC atomics are vector instructions over each lane's consecutive steps (the tile backward's state
+    loop at L = 197: 222 sm_90 instructions, 2 LDG.64, 2 vector REDs; docs/benchmarks.md, session 13).  The
+    copy is batch x G x N x L, small beside the activations; it also turns token-major slices of a projection
+    (time stride 2N + rank) into unit stride."""
     length = t.shape[-1]
     if t.stride(-1) == 1 and length % ROW_ALIGN == 0 and all(
             s % ROW_ALIGN == 0 for s, n in zip(t.stride()[:-1], t.shape[:-1]) if n > 1):
@@ -413,7 +414,7 @@ def _chunked_backward(dout, dlast, u, delta, A, B4, C4, D, z, delta_bias, ckpt, 
     du = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     ddelta = torch.empty(batch, dim, length, device=u.device, dtype=delta.dtype)
     dz = torch.empty(batch, dim, length, device=u.device, dtype=z.dtype) if z is not None else None
-    # dB / dC in rows of B's aligned length (the kernel's atomics then run 4 steps a thread), returned as views
+    # dB / dC in rows of B's aligned length (the kernel's atomics are then vectors of a lane's steps), returned as views
     dB, dC = torch.zeros(*B4.shape[:-1], row, **f32), torch.zeros(*C4.shape[:-1], row, **f32)
     dA = torch.empty(batch, dim, n, **f32)
     dD = torch.empty(batch, dim, **f32) if D is not None else None

@@ -26,7 +26,7 @@ def patched(patch_name: str, relative_imports: bool = True) -> str:
             if tag in " -":
                 if lines[pos] != text:
                     raise ValueError(f"{patch_name}: line {pos + 1} of triton_fused.py is {lines[pos]!r}, "
-                                     f"the patch expects {text!r}")
+                                     f"the patch expects {text!r} (run in a checkout of bfa185c)")
                 pos += 1
                 if tag == " ":
                     out.append(text)
